@@ -1,0 +1,94 @@
+// fofa/kernels/kernel_table.hpp — the contract every kernel family (scalar, AVX2, AVX-512,
+// NEON) fulfils, as a table of function pointers chosen once at run time.
+//
+// Layers call kernels only through a KernelTable, so the ISA is picked in one place:
+//   - header-only use (no FOFA_DISPATCH): kernels() is the table for the ISA the including
+//     translation unit is compiled for (xsimd's best compiled arch, or scalar without xsimd);
+//   - dispatch builds (FOFA_DISPATCH, CMake target fofa::fofa with FOFA_DISPATCH=ON):
+//     per-ISA translation units each instantiate one table and kernels() picks the best
+//     one the CPU supports. The environment variable FOFA_ISA=scalar|avx2|avx512|neon
+//     forces a (compiled and supported) table, for benchmarks and tests.
+//
+// All matrices are row-major with an explicit leading dimension (elements between rows).
+// Weights follow nn.Linear: W is [N, K] (out, in) and y = act(x W^T + b) [+ y].
+#pragma once
+
+#include <span>
+
+#include "fofa/core/aligned.hpp"
+
+namespace fofa::kernels {
+
+enum class Activation { none, relu, gelu };        // gelu is the erf form
+enum class UnaryOp { relu, gelu, tanh, sigmoid };
+
+// A GEMM weight operand packed once into the layout of one kernel family, bias folded in.
+// Only the table that packed it may consume it (checked through `family`).
+struct PackedMatrix {
+  index_t K = 0, N = 0;          // y[M, N] = x[M, K] * W^T
+  const void* family = nullptr;  // the KernelTable that packed it
+  AlignedBuffer<float> data;     // panels + bias, layout private to the family
+};
+
+// Causal multi-head self-attention over one sequence, rows = positions.
+// Query row i (absolute position q_offset + i) attends keys key_begin .. q_offset + i.
+// Rows of a query with no visible key (q_offset + i < key_begin) are written as zeros.
+struct AttentionArgs {
+  index_t q_rows = 0;      // new query rows
+  index_t q_offset = 0;    // absolute position of query row 0 (cached rows before it)
+  index_t key_begin = 0;   // keys before this position are padding
+  index_t heads = 1, head_dim = 0;
+  const float* q = nullptr; index_t ldq = 0;  // [q_rows, heads*head_dim]
+  const float* k = nullptr; index_t ldk = 0;  // [q_offset+q_rows, heads*head_dim]
+  const float* v = nullptr; index_t ldv = 0;  // [q_offset+q_rows, heads*head_dim]
+  float* out = nullptr; index_t ldo = 0;      // [q_rows, heads*head_dim]
+  float scale = 1.0f;                         // usually 1/sqrt(head_dim)
+  float* scratch = nullptr;                   // attention_scratch_floats(...) floats, aligned
+};
+// Scratch floats the attention kernel needs for keys up to `max_keys`.
+inline index_t attention_scratch_floats(index_t max_keys) { return aligned_count<float>(max_keys) * 2 + 64; }
+
+struct KernelTable {
+  const char* name;  // "scalar", "avx2", "avx512", "neon"
+
+  // Packs W (nn.Linear layout [N, K], row stride ldw) and optional bias[N] (nullptr = 0).
+  void (*pack_linear)(index_t N, index_t K, const float* w, index_t ldw, const float* bias, PackedMatrix& out);
+  // y[M,N] = act(x[M,K] W^T + b), or y += act(...) when accumulate. Any M, N, K >= 0.
+  void (*gemm)(index_t M, const float* x, index_t ldx, const PackedMatrix& w, float* y, index_t ldy,
+               Activation act, bool accumulate);
+  // One row: y[N] = act(x[K] W^T + b) (+ y). Same packed operand as gemm.
+  void (*gemv)(const float* x, const PackedMatrix& w, float* y, Activation act, bool accumulate);
+
+  // y = (x - mean) / sqrt(var + eps) * gamma + beta per row of length d (biased variance).
+  void (*layernorm)(index_t rows, index_t d, const float* x, index_t ldx, const float* gamma, const float* beta,
+                    float eps, float* y, index_t ldy);
+  // In-place row softmax of x[rows, cols]. Row r keeps columns [col_begin, col_end(r)) with
+  // col_end(r) = causal ? min(cols, causal_offset + r + 1) : cols; other columns become 0
+  // (a row with no kept column becomes all zeros).
+  void (*softmax_rows)(index_t rows, index_t cols, float* x, index_t ldx, bool causal, index_t causal_offset,
+                       index_t col_begin);
+  // y[i] = op(x[i]); x == y allowed.
+  void (*unary)(UnaryOp op, index_t n, const float* x, float* y);
+  // y[i] = a[i] + s * b[i]; y may alias a or b.
+  void (*add_scaled)(index_t n, const float* a, float s, const float* b, float* y);
+  // y[i] = a[i] * b[i]; y may alias a or b.
+  void (*mul)(index_t n, const float* a, const float* b, float* y);
+  // out[r, :] = scale * table[ids[r], :] + (add ? add[r, :] : 0), rows of width d.
+  void (*gather_rows)(index_t rows, index_t d, const float* table, index_t ldt, const std::int32_t* ids,
+                      float scale, const float* add, index_t lda, float* out, index_t ldo);
+  // Dot products of one vector with `rows` rows: out[r] = <u, m[r, :]>.
+  void (*dot_rows)(index_t rows, index_t d, const float* u, const float* m, index_t ldm, float* out);
+  // Fused causal multi-head attention (see AttentionArgs), sequences up to 512 keys.
+  void (*attention)(const AttentionArgs& a);
+};
+
+// The table used by layers: best for this CPU (dispatch builds) or this build (header-only).
+const KernelTable& kernels();
+// The scalar reference table, always present.
+const KernelTable& scalar_kernels();
+// Every table compiled into this program that the CPU can run, scalar first.
+std::span<const KernelTable* const> available_kernels();
+// The table with this name, or nullptr when not compiled in / not supported by the CPU.
+const KernelTable* find_kernels(const char* name);
+
+}  // namespace fofa::kernels
