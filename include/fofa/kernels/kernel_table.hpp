@@ -45,8 +45,15 @@ struct AttentionArgs {
   float scale = 1.0f;                         // usually 1/sqrt(head_dim)
   float* scratch = nullptr;                   // attention_scratch_floats(...) floats, aligned
 };
-// Scratch floats the attention kernel needs for keys up to `max_keys`.
-inline index_t attention_scratch_floats(index_t max_keys) { return aligned_count<float>(max_keys) * 2 + 64; }
+// Head widths up to this use the fast attention path (keys transposed into scratch);
+// wider heads are still correct but use a slower per-key path.
+inline constexpr index_t kAttentionFastHeadDim = 128;
+// Rows of scores the attention kernel keeps in scratch at once.
+inline constexpr index_t kAttentionRowBlock = 16;
+// Scratch floats the attention kernel needs for keys up to `max_keys` (any head_dim).
+inline index_t attention_scratch_floats(index_t max_keys) {
+  return aligned_count<float>(max_keys) * (kAttentionFastHeadDim + kAttentionRowBlock) + 64;
+}
 
 struct KernelTable {
   const char* name;  // "scalar", "avx2", "avx512", "neon"
@@ -82,13 +89,25 @@ struct KernelTable {
   void (*attention)(const AttentionArgs& a);
 };
 
+// Header-only builds define these inline (fofa/kernels/select.hpp); dispatch builds define
+// them once in src/kernels/dispatch.cpp.
+#if defined(FOFA_DISPATCH)
+#define FOFA_KERNELS_SELECT_API
+#else
+#define FOFA_KERNELS_SELECT_API inline
+#endif
+
 // The table used by layers: best for this CPU (dispatch builds) or this build (header-only).
-const KernelTable& kernels();
+FOFA_KERNELS_SELECT_API const KernelTable& kernels();
 // The scalar reference table, always present.
-const KernelTable& scalar_kernels();
+FOFA_KERNELS_SELECT_API const KernelTable& scalar_kernels();
 // Every table compiled into this program that the CPU can run, scalar first.
-std::span<const KernelTable* const> available_kernels();
+FOFA_KERNELS_SELECT_API std::span<const KernelTable* const> available_kernels();
 // The table with this name, or nullptr when not compiled in / not supported by the CPU.
-const KernelTable* find_kernels(const char* name);
+FOFA_KERNELS_SELECT_API const KernelTable* find_kernels(const char* name);
 
 }  // namespace fofa::kernels
+
+#if !defined(FOFA_DISPATCH)
+#include "fofa/kernels/select.hpp"
+#endif

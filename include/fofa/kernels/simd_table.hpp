@@ -1,0 +1,2 @@
+// fofa/kernels/simd_table.hpp — xsimd kernel families (in progress).
+#pragma once
