@@ -1,0 +1,563 @@
+// fofa/autograd/ops.hpp — differentiable ops on a Tape<T>: everything the Forward-OFA training
+// graph uses (GEMMs, causal multi-head attention, LayerNorm, activations, embedding gather with
+// sparse row gradients, straight-through Gumbel-sigmoid, BCE-with-logits, mask products).
+//
+// Each op computes its value now and records a closure that ADDS into its inputs' gradients
+// (so a value used twice accumulates both contributions). Shapes are checked and mismatches throw
+// fofa::Error naming both shapes. Every backward is checked by finite differences in double
+// (tests/autograd). The small dense GEMMs are written in axpy form (contiguous inner loops the
+// compiler vectorises for any T), so the same code serves the float and double paths.
+#pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "fofa/autograd/tape.hpp"
+
+namespace fofa::autograd {
+
+// ---- dense kernels (row-major, leading dimension = cols) ---------------------------------
+
+// C[M,N] (+)= A[M,K] B[K,N]
+template <class T>
+void gemm_nn(index_t M, index_t N, index_t K, const T* A, const T* B, T* C, bool accumulate) {
+  if (!accumulate) std::fill_n(C, M * N, T(0));
+  for (index_t i = 0; i < M; ++i) {
+    T* __restrict c = C + i * N;
+    for (index_t p = 0; p < K; ++p) {
+      const T a = A[i * K + p];
+      if (a == T(0)) continue;
+      const T* __restrict b = B + p * N;
+      for (index_t j = 0; j < N; ++j) c[j] += a * b[j];
+    }
+  }
+}
+// C[M,N] (+)= A[K,M]^T B[K,N]
+template <class T>
+void gemm_tn(index_t M, index_t N, index_t K, const T* A, const T* B, T* C, bool accumulate) {
+  if (!accumulate) std::fill_n(C, M * N, T(0));
+  for (index_t p = 0; p < K; ++p) {
+    const T* __restrict b = B + p * N;
+    for (index_t i = 0; i < M; ++i) {
+      const T a = A[p * M + i];
+      if (a == T(0)) continue;
+      T* __restrict c = C + i * N;
+      for (index_t j = 0; j < N; ++j) c[j] += a * b[j];
+    }
+  }
+}
+// C[M,N] (+)= A[M,K] B[N,K]^T; B is transposed into `scratch` (K*N) so the inner loop is contiguous.
+template <class T>
+void gemm_nt(index_t M, index_t N, index_t K, const T* A, const T* B, T* C, bool accumulate, T* scratch) {
+  for (index_t j = 0; j < N; ++j)
+    for (index_t p = 0; p < K; ++p) scratch[p * N + j] = B[j * K + p];
+  gemm_nn(M, N, K, A, scratch, C, accumulate);
+}
+
+namespace detail {
+template <class T>
+void check_same(Tape<T>& t, Var a, Var b, const char* op) {
+  FOFA_CHECK(t.rows(a) == t.rows(b) && t.cols(a) == t.cols(b), op, ": shapes [", t.rows(a), ", ", t.cols(a),
+             "] and [", t.rows(b), ", ", t.cols(b), "] differ");
+}
+template <class T>
+T sigmoid(T x) {
+  return x >= T(0) ? T(1) / (T(1) + std::exp(-x)) : std::exp(x) / (T(1) + std::exp(x));
+}
+}  // namespace detail
+
+// ---- elementwise -----------------------------------------------------------------------
+
+template <class T>
+Var add(Tape<T>& t, Var a, Var b) {
+  detail::check_same(t, a, b, "add");
+  const index_t n = t.rows(a) * t.cols(a);
+  Var y = t.make(t.rows(a), t.cols(a));
+  T *av = t.value(a), *bv = t.value(b), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(b), *yg = t.grad(y);
+  for (index_t i = 0; i < n; ++i) yv[i] = av[i] + bv[i];
+  t.on_backward([=] {
+    for (index_t i = 0; i < n; ++i) ag[i] += yg[i], bg[i] += yg[i];
+  });
+  return y;
+}
+
+template <class T>
+Var sub(Tape<T>& t, Var a, Var b) {
+  detail::check_same(t, a, b, "sub");
+  const index_t n = t.rows(a) * t.cols(a);
+  Var y = t.make(t.rows(a), t.cols(a));
+  T *av = t.value(a), *bv = t.value(b), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(b), *yg = t.grad(y);
+  for (index_t i = 0; i < n; ++i) yv[i] = av[i] - bv[i];
+  t.on_backward([=] {
+    for (index_t i = 0; i < n; ++i) ag[i] += yg[i], bg[i] -= yg[i];
+  });
+  return y;
+}
+
+// y = a * b elementwise.
+template <class T>
+Var mul(Tape<T>& t, Var a, Var b) {
+  detail::check_same(t, a, b, "mul");
+  const index_t n = t.rows(a) * t.cols(a);
+  Var y = t.make(t.rows(a), t.cols(a));
+  T *av = t.value(a), *bv = t.value(b), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(b), *yg = t.grad(y);
+  for (index_t i = 0; i < n; ++i) yv[i] = av[i] * bv[i];
+  t.on_backward([=] {
+    for (index_t i = 0; i < n; ++i) ag[i] += yg[i] * bv[i], bg[i] += yg[i] * av[i];
+  });
+  return y;
+}
+
+// y[r, :] = a[r, :] + row[0, :] (broadcast over rows).
+template <class T>
+Var add_row(Tape<T>& t, Var a, Var row) {
+  const index_t R = t.rows(a), C = t.cols(a);
+  FOFA_CHECK(t.rows(row) == 1 && t.cols(row) == C, "add_row: row [", t.rows(row), ", ", t.cols(row),
+             "] does not broadcast to [", R, ", ", C, "]");
+  Var y = t.make(R, C);
+  T *av = t.value(a), *bv = t.value(row), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(row), *yg = t.grad(y);
+  for (index_t r = 0; r < R; ++r)
+    for (index_t c = 0; c < C; ++c) yv[r * C + c] = av[r * C + c] + bv[c];
+  t.on_backward([=] {
+    for (index_t r = 0; r < R; ++r)
+      for (index_t c = 0; c < C; ++c) ag[r * C + c] += yg[r * C + c], bg[c] += yg[r * C + c];
+  });
+  return y;
+}
+
+// y[r, :] = a[r, :] * row[0, :] (the mapper's per-user FFN gate).
+template <class T>
+Var mul_row(Tape<T>& t, Var a, Var row) {
+  const index_t R = t.rows(a), C = t.cols(a);
+  FOFA_CHECK(t.rows(row) == 1 && t.cols(row) == C, "mul_row: row [", t.rows(row), ", ", t.cols(row),
+             "] does not broadcast to [", R, ", ", C, "]");
+  Var y = t.make(R, C);
+  T *av = t.value(a), *bv = t.value(row), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(row), *yg = t.grad(y);
+  for (index_t r = 0; r < R; ++r)
+    for (index_t c = 0; c < C; ++c) yv[r * C + c] = av[r * C + c] * bv[c];
+  t.on_backward([=] {
+    for (index_t r = 0; r < R; ++r)
+      for (index_t c = 0; c < C; ++c) ag[r * C + c] += yg[r * C + c] * bv[c], bg[c] += yg[r * C + c] * av[r * C + c];
+  });
+  return y;
+}
+
+// y = s * a with a constant s.
+template <class T>
+Var scale(Tape<T>& t, Var a, T s) {
+  const index_t n = t.rows(a) * t.cols(a);
+  Var y = t.make(t.rows(a), t.cols(a));
+  T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
+  for (index_t i = 0; i < n; ++i) yv[i] = s * av[i];
+  t.on_backward([=] {
+    for (index_t i = 0; i < n; ++i) ag[i] += s * yg[i];
+  });
+  return y;
+}
+
+// Mask product y = m * a + (1 - m) * b, m = gate[0, k] (a kept or skipped block; d/dm = <g, a - b>).
+template <class T>
+Var select_blend(Tape<T>& t, Var gate, index_t k, Var a, Var b) {
+  detail::check_same(t, a, b, "select_blend");
+  FOFA_CHECK(t.rows(gate) == 1 && k >= 0 && k < t.cols(gate), "select_blend: gate index ", k, " outside [1, ",
+             t.cols(gate), "]");
+  const index_t n = t.rows(a) * t.cols(a);
+  Var y = t.make(t.rows(a), t.cols(a));
+  T *mv = t.value(gate) + k, *mg = t.grad(gate) + k;
+  T *av = t.value(a), *bv = t.value(b), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(b), *yg = t.grad(y);
+  const T m = *mv;
+  for (index_t i = 0; i < n; ++i) yv[i] = m * av[i] + (T(1) - m) * bv[i];
+  t.on_backward([=] {
+    T dm = 0;
+    for (index_t i = 0; i < n; ++i) {
+      ag[i] += m * yg[i];
+      bg[i] += (T(1) - m) * yg[i];
+      dm += yg[i] * (av[i] - bv[i]);
+    }
+    *mg += dm;
+  });
+  return y;
+}
+
+enum class Unary { relu, gelu, tanh, sigmoid };
+
+template <class T>
+Var unary(Tape<T>& t, Unary op, Var a) {
+  const index_t n = t.rows(a) * t.cols(a);
+  Var y = t.make(t.rows(a), t.cols(a));
+  T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
+  constexpr T inv_sqrt2 = T(0.70710678118654752440), inv_sqrt2pi = T(0.39894228040143267794);
+  for (index_t i = 0; i < n; ++i) {
+    const T x = av[i];
+    switch (op) {
+      case Unary::relu: yv[i] = x > T(0) ? x : T(0); break;
+      case Unary::gelu: yv[i] = T(0.5) * x * (T(1) + std::erf(x * inv_sqrt2)); break;
+      case Unary::tanh: yv[i] = std::tanh(x); break;
+      case Unary::sigmoid: yv[i] = detail::sigmoid(x); break;
+    }
+  }
+  t.on_backward([=] {
+    for (index_t i = 0; i < n; ++i) {
+      const T x = av[i];
+      T d = 0;
+      switch (op) {
+        case Unary::relu: d = x > T(0) ? T(1) : T(0); break;
+        case Unary::gelu:
+          d = T(0.5) * (T(1) + std::erf(x * inv_sqrt2)) + x * inv_sqrt2pi * std::exp(T(-0.5) * x * x);
+          break;
+        case Unary::tanh: d = T(1) - yv[i] * yv[i]; break;
+        case Unary::sigmoid: d = yv[i] * (T(1) - yv[i]); break;
+      }
+      ag[i] += d * yg[i];
+    }
+  });
+  return y;
+}
+
+// Inverted dropout with keep-mask drawn by `uniform01()` (p = 0: identity, no node).
+template <class T, class Uniform>
+Var dropout(Tape<T>& t, Var a, double p, Uniform&& uniform01) {
+  FOFA_CHECK(p >= 0.0 && p < 1.0, "dropout probability must be in [0, 1), got ", p);
+  if (p == 0.0) return a;
+  const index_t n = t.rows(a) * t.cols(a);
+  Var y = t.make(t.rows(a), t.cols(a));
+  T* mask = t.scratch(n);
+  const T keep_scale = T(1.0 / (1.0 - p));
+  T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
+  for (index_t i = 0; i < n; ++i) {
+    mask[i] = uniform01() >= p ? keep_scale : T(0);
+    yv[i] = av[i] * mask[i];
+  }
+  t.on_backward([=] {
+    for (index_t i = 0; i < n; ++i) ag[i] += yg[i] * mask[i];
+  });
+  return y;
+}
+
+// ---- shape ops -------------------------------------------------------------------------
+
+// Rows [begin, end) of a.
+template <class T>
+Var slice_rows(Tape<T>& t, Var a, index_t begin, index_t end) {
+  const index_t C = t.cols(a);
+  FOFA_CHECK(begin >= 0 && begin <= end && end <= t.rows(a), "slice_rows [", begin, ", ", end, ") of ", t.rows(a),
+             " rows");
+  Var y = t.make(end - begin, C);
+  T *av = t.value(a) + begin * C, *ag = t.grad(a) + begin * C, *yv = t.value(y), *yg = t.grad(y);
+  const index_t n = (end - begin) * C;
+  std::copy_n(av, n, yv);
+  t.on_backward([=] {
+    for (index_t i = 0; i < n; ++i) ag[i] += yg[i];
+  });
+  return y;
+}
+
+// [1, a + b] from two row vectors.
+template <class T>
+Var concat_cols(Tape<T>& t, Var a, Var b) {
+  FOFA_CHECK(t.rows(a) == 1 && t.rows(b) == 1, "concat_cols needs row vectors");
+  const index_t na = t.cols(a), nb = t.cols(b);
+  Var y = t.make(1, na + nb);
+  T *yv = t.value(y), *yg = t.grad(y), *ag = t.grad(a), *bg = t.grad(b);
+  std::copy_n(t.value(a), na, yv);
+  std::copy_n(t.value(b), nb, yv + na);
+  t.on_backward([=] {
+    for (index_t i = 0; i < na; ++i) ag[i] += yg[i];
+    for (index_t i = 0; i < nb; ++i) bg[i] += yg[na + i];
+  });
+  return y;
+}
+
+// [1, C] mean over the rows of a.
+template <class T>
+Var mean_rows(Tape<T>& t, Var a) {
+  const index_t R = t.rows(a), C = t.cols(a);
+  FOFA_CHECK(R >= 1, "mean_rows of an empty matrix");
+  Var y = t.make(1, C);
+  T *av = t.value(a), *ag = t.grad(a), *yv = t.value(y), *yg = t.grad(y);
+  const T inv = T(1) / static_cast<T>(R);
+  for (index_t r = 0; r < R; ++r)
+    for (index_t c = 0; c < C; ++c) yv[c] += av[r * C + c] * inv;
+  t.on_backward([=] {
+    for (index_t r = 0; r < R; ++r)
+      for (index_t c = 0; c < C; ++c) ag[r * C + c] += yg[c] * inv;
+  });
+  return y;
+}
+
+// ---- GEMMs -----------------------------------------------------------------------------
+
+// y = x W^T (+ b): x [M, K], W [N, K] (nn.Linear layout), b [1, N] or invalid Var.
+template <class T>
+Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
+  const index_t M = t.rows(x), K = t.cols(x), N = t.rows(w);
+  FOFA_CHECK(t.cols(w) == K, "linear: x [", M, ", ", K, "] and W [", N, ", ", t.cols(w), "] do not match");
+  if (b.valid())
+    FOFA_CHECK(t.rows(b) * t.cols(b) == N, "linear: bias has ", t.rows(b) * t.cols(b), " elements, W has ", N,
+               " rows");
+  Var y = t.make(M, N);
+  T *xv = t.value(x), *xg = t.grad(x), *wv = t.value(w), *wg = t.grad(w), *yv = t.value(y), *yg = t.grad(y);
+  T* bv = b.valid() ? t.value(b) : nullptr;
+  T* bg = b.valid() ? t.grad(b) : nullptr;
+  T* scratch = t.scratch(N * K);
+  gemm_nt(M, N, K, xv, wv, yv, false, scratch);
+  if (bv)
+    for (index_t i = 0; i < M; ++i)
+      for (index_t j = 0; j < N; ++j) yv[i * N + j] += bv[j];
+  t.on_backward([=] {
+    gemm_nn(M, K, N, yg, wv, xg, true);  // dx = dy W
+    gemm_tn(N, K, M, yg, xv, wg, true);  // dW = dy^T x
+    if (bg)
+      for (index_t i = 0; i < M; ++i)
+        for (index_t j = 0; j < N; ++j) bg[j] += yg[i * N + j];
+  });
+  return y;
+}
+
+// y = a b: a [M, K], b [K, N].
+template <class T>
+Var matmul(Tape<T>& t, Var a, Var b) {
+  const index_t M = t.rows(a), K = t.cols(a), N = t.cols(b);
+  FOFA_CHECK(t.rows(b) == K, "matmul: [", M, ", ", K, "] x [", t.rows(b), ", ", N, "]");
+  Var y = t.make(M, N);
+  T *av = t.value(a), *ag = t.grad(a), *bv = t.value(b), *bg = t.grad(b), *yv = t.value(y), *yg = t.grad(y);
+  gemm_nn(M, N, K, av, bv, yv, false);
+  T* scratch = t.scratch(K * N);
+  t.on_backward([=] {
+    gemm_nt(M, K, N, yg, bv, ag, true, scratch);  // da = dy b^T
+    gemm_tn(K, N, M, av, yg, bg, true);           // db = a^T dy
+  });
+  return y;
+}
+
+// ---- normalisation and attention -------------------------------------------------------
+
+// Row LayerNorm with biased variance: y = (x - mean) / sqrt(var + eps) * gamma + beta.
+template <class T>
+Var layernorm(Tape<T>& t, Var x, Var gamma, Var beta, T eps) {
+  const index_t R = t.rows(x), C = t.cols(x);
+  FOFA_CHECK(t.rows(gamma) * t.cols(gamma) == C && t.rows(beta) * t.cols(beta) == C, "layernorm: gamma/beta size ",
+             t.rows(gamma) * t.cols(gamma), " for rows of ", C);
+  Var y = t.make(R, C);
+  T *xv = t.value(x), *xg = t.grad(x), *gv = t.value(gamma), *gg = t.grad(gamma), *bv = t.value(beta),
+    *bg = t.grad(beta), *yv = t.value(y), *yg = t.grad(y);
+  T* xhat = t.scratch(R * C);
+  T* rstd = t.scratch(R);
+  for (index_t r = 0; r < R; ++r) {
+    const T* xr = xv + r * C;
+    T mean = 0;
+    for (index_t c = 0; c < C; ++c) mean += xr[c];
+    mean /= static_cast<T>(C);
+    T var = 0;
+    for (index_t c = 0; c < C; ++c) var += (xr[c] - mean) * (xr[c] - mean);
+    var /= static_cast<T>(C);
+    rstd[r] = T(1) / std::sqrt(var + eps);
+    for (index_t c = 0; c < C; ++c) {
+      xhat[r * C + c] = (xr[c] - mean) * rstd[r];
+      yv[r * C + c] = xhat[r * C + c] * gv[c] + bv[c];
+    }
+  }
+  t.on_backward([=] {
+    for (index_t r = 0; r < R; ++r) {
+      const T* g = yg + r * C;
+      const T* xh = xhat + r * C;
+      T mean_gg = 0, mean_ggx = 0;
+      for (index_t c = 0; c < C; ++c) {
+        const T gy = g[c] * gv[c];
+        mean_gg += gy;
+        mean_ggx += gy * xh[c];
+        gg[c] += g[c] * xh[c];
+        bg[c] += g[c];
+      }
+      mean_gg /= static_cast<T>(C);
+      mean_ggx /= static_cast<T>(C);
+      for (index_t c = 0; c < C; ++c) xg[r * C + c] += rstd[r] * (g[c] * gv[c] - mean_gg - xh[c] * mean_ggx);
+    }
+  });
+  return y;
+}
+
+// Causal multi-head attention over one sequence: q [Tq, D], k and v [Tq, D] (same rows), head h
+// uses columns h*D/H .. (h+1)*D/H - 1; scores scaled by 1/sqrt(D/H); output [Tq, D] (before out-proj).
+template <class T>
+Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
+  const index_t R = t.rows(q), D = t.cols(q);
+  detail::check_same(t, q, k, "attention q/k");
+  detail::check_same(t, q, v, "attention q/v");
+  FOFA_CHECK(heads >= 1 && D % heads == 0, "attention: width ", D, " not divisible by ", heads, " heads");
+  const index_t dh = D / heads;
+  const T sc = T(1) / std::sqrt(static_cast<T>(dh));
+  Var y = t.make(R, D);
+  T *qv = t.value(q), *kv = t.value(k), *vv = t.value(v), *qg = t.grad(q), *kg = t.grad(k), *vg = t.grad(v);
+  T *yv = t.value(y), *yg = t.grad(y);
+  T* P = t.scratch(heads * R * R);  // softmax probabilities, [H, R, R] lower triangle
+  for (index_t h = 0; h < heads; ++h) {
+    const index_t o = h * dh;
+    for (index_t i = 0; i < R; ++i) {
+      T* p = P + (h * R + i) * R;
+      T mx = -INFINITY;
+      for (index_t j = 0; j <= i; ++j) {
+        T s = 0;
+        for (index_t c = 0; c < dh; ++c) s += qv[i * D + o + c] * kv[j * D + o + c];
+        p[j] = s * sc;
+        mx = std::max(mx, p[j]);
+      }
+      T sum = 0;
+      for (index_t j = 0; j <= i; ++j) sum += (p[j] = std::exp(p[j] - mx));
+      for (index_t j = 0; j <= i; ++j) {
+        p[j] /= sum;
+        for (index_t c = 0; c < dh; ++c) yv[i * D + o + c] += p[j] * vv[j * D + o + c];
+      }
+    }
+  }
+  T* dp = t.scratch(R);
+  t.on_backward([=] {
+    for (index_t h = 0; h < heads; ++h) {
+      const index_t o = h * dh;
+      for (index_t i = 0; i < R; ++i) {
+        const T* p = P + (h * R + i) * R;
+        const T* g = yg + i * D + o;
+        T dot = 0;
+        for (index_t j = 0; j <= i; ++j) {
+          T s = 0;
+          for (index_t c = 0; c < dh; ++c) {
+            s += g[c] * vv[j * D + o + c];
+            vg[j * D + o + c] += p[j] * g[c];
+          }
+          dp[j] = s;
+          dot += p[j] * s;
+        }
+        for (index_t j = 0; j <= i; ++j) {
+          const T ds = p[j] * (dp[j] - dot) * sc;
+          for (index_t c = 0; c < dh; ++c) {
+            qg[i * D + o + c] += ds * kv[j * D + o + c];
+            kg[j * D + o + c] += ds * qv[i * D + o + c];
+          }
+        }
+      }
+    }
+  });
+  return y;
+}
+
+// ---- embeddings, scores, losses --------------------------------------------------------
+
+// y[r, :] = scale * table[ids[r], :] for a row-sparse parameter; gradient rows are recorded as touched.
+template <class T>
+Var gather(Tape<T>& t, int param_index, std::span<const std::int32_t> ids, T scale_by = T(1)) {
+  auto& p = t.params()[param_index];
+  const index_t V = p.rows(), C = p.cols();
+  const auto R = static_cast<index_t>(ids.size());
+  Var y = t.make(R, C);
+  T* yv = t.value(y);
+  for (index_t r = 0; r < R; ++r) {
+    const index_t id = ids[static_cast<std::size_t>(r)];
+    FOFA_CHECK(id >= 0 && id < V, "gather from ", p.name, ": id ", id, " outside [0, ", V, ")");
+    for (index_t c = 0; c < C; ++c) yv[r * C + c] = scale_by * p.value[static_cast<std::size_t>(id * C + c)];
+  }
+  std::vector<std::int32_t> rows(ids.begin(), ids.end());
+  T* yg = t.grad(y);
+  GradSet<T>* gs = &t.grads();
+  t.on_backward([=, rows = std::move(rows)] {
+    T* g = gs->data(param_index);
+    const bool sparse = gs->sparse(param_index);
+    for (index_t r = 0; r < R; ++r) {
+      const index_t id = rows[static_cast<std::size_t>(r)];
+      if (sparse) gs->touch(param_index, id);
+      for (index_t c = 0; c < C; ++c) g[id * C + c] += scale_by * yg[r * C + c];
+    }
+  });
+  return y;
+}
+
+// y[r] = <a[r, :], b[r, :]>, [R, 1] (logits of (state, item) pairs).
+template <class T>
+Var rowwise_dot(Tape<T>& t, Var a, Var b) {
+  detail::check_same(t, a, b, "rowwise_dot");
+  const index_t R = t.rows(a), C = t.cols(a);
+  Var y = t.make(R, 1);
+  T *av = t.value(a), *bv = t.value(b), *ag = t.grad(a), *bg = t.grad(b), *yv = t.value(y), *yg = t.grad(y);
+  for (index_t r = 0; r < R; ++r) {
+    T s = 0;
+    for (index_t c = 0; c < C; ++c) s += av[r * C + c] * bv[r * C + c];
+    yv[r] = s;
+  }
+  t.on_backward([=] {
+    for (index_t r = 0; r < R; ++r)
+      for (index_t c = 0; c < C; ++c) ag[r * C + c] += yg[r] * bv[r * C + c], bg[r * C + c] += yg[r] * av[r * C + c];
+  });
+  return y;
+}
+
+// weight * sum_i BCE(logit_i, target), numerically stable; scalar [1, 1].
+template <class T>
+Var bce_with_logits_sum(Tape<T>& t, Var logits, T target, T weight) {
+  const index_t n = t.rows(logits) * t.cols(logits);
+  Var y = t.make(1, 1);
+  T *xv = t.value(logits), *xg = t.grad(logits), *yg = t.grad(y);
+  T s = 0;
+  for (index_t i = 0; i < n; ++i) {
+    const T x = xv[i];
+    s += std::max(x, T(0)) - x * target + std::log1p(std::exp(-std::abs(x)));
+  }
+  t.value(y)[0] = weight * s;
+  t.on_backward([=] {
+    for (index_t i = 0; i < n; ++i) xg[i] += yg[0] * weight * (detail::sigmoid(xv[i]) - target);
+  });
+  return y;
+}
+
+// Straight-through Gumbel-sigmoid: forward m = [sigmoid((alpha + noise) / tau) > 0.5] (0/1),
+// backward d m / d alpha := d sigmoid((alpha + noise) / tau) / d alpha. noise: logistic samples.
+template <class T>
+Var gumbel_sigmoid_st(Tape<T>& t, Var alpha, std::span<const T> noise, T tau) {
+  const index_t n = t.rows(alpha) * t.cols(alpha);
+  FOFA_CHECK(static_cast<index_t>(noise.size()) == n, "gumbel_sigmoid_st: ", noise.size(), " noise values for ", n,
+             " logits");
+  FOFA_CHECK(tau > T(0), "gumbel_sigmoid_st: temperature must be > 0, got ", tau);
+  Var y = t.make(t.rows(alpha), t.cols(alpha));
+  T *av = t.value(alpha), *ag = t.grad(alpha), *yv = t.value(y), *yg = t.grad(y);
+  T* soft = t.scratch(n);
+  for (index_t i = 0; i < n; ++i) {
+    soft[i] = detail::sigmoid((av[i] + noise[static_cast<std::size_t>(i)]) / tau);
+    yv[i] = soft[i] > T(0.5) ? T(1) : T(0);
+  }
+  t.on_backward([=] {
+    for (index_t i = 0; i < n; ++i) ag[i] += yg[i] * soft[i] * (T(1) - soft[i]) / tau;
+  });
+  return y;
+}
+
+// sum_k w_k a_k for a row vector a and constant weights w; scalar [1, 1].
+template <class T>
+Var weighted_sum(Tape<T>& t, Var a, std::span<const T> w) {
+  const index_t n = t.rows(a) * t.cols(a);
+  FOFA_CHECK(static_cast<index_t>(w.size()) == n, "weighted_sum: ", w.size(), " weights for ", n, " values");
+  Var y = t.make(1, 1);
+  T *av = t.value(a), *ag = t.grad(a), *yg = t.grad(y);
+  std::vector<T> ws(w.begin(), w.end());
+  T s = 0;
+  for (index_t i = 0; i < n; ++i) s += ws[static_cast<std::size_t>(i)] * av[i];
+  t.value(y)[0] = s;
+  t.on_backward([=, ws = std::move(ws)] {
+    for (index_t i = 0; i < n; ++i) ag[i] += yg[0] * ws[static_cast<std::size_t>(i)];
+  });
+  return y;
+}
+
+// max(a - shift, 0) elementwise (the budget hinge).
+template <class T>
+Var relu_shifted(Tape<T>& t, Var a, T shift) {
+  const index_t n = t.rows(a) * t.cols(a);
+  Var y = t.make(t.rows(a), t.cols(a));
+  T *av = t.value(a), *ag = t.grad(a), *yv = t.value(y), *yg = t.grad(y);
+  for (index_t i = 0; i < n; ++i) yv[i] = std::max(av[i] - shift, T(0));
+  t.on_backward([=] {
+    for (index_t i = 0; i < n; ++i) ag[i] += av[i] - shift > T(0) ? yg[i] : T(0);
+  });
+  return y;
+}
+
+}  // namespace fofa::autograd

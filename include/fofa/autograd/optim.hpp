@@ -1,0 +1,88 @@
+// fofa/autograd/optim.hpp — Adam / AdamW (PyTorch 1.13 semantics) and global-norm gradient clipping.
+//
+// Adam: g += weight_decay * p (L2); AdamW: p *= 1 - lr * weight_decay (decoupled). Both then
+//   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
+//   p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// exactly as torch.optim.Adam(W) computes it, so 10 steps match PyTorch. Embedding tables are
+// updated densely (their moments decay every step), as PyTorch does for nn.Embedding(sparse=False).
+// The state (moments, step count) is plain data so checkpoints can save and restore it.
+#pragma once
+
+#include <cmath>
+#include <vector>
+
+#include "fofa/autograd/tape.hpp"
+
+namespace fofa::autograd {
+
+struct AdamOptions {
+  double lr = 1e-3, beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weight_decay = 0.0;
+  bool decoupled = false;  // true: AdamW
+};
+
+template <class T>
+class Adam {
+ public:
+  Adam(const ParamSet<T>& params, AdamOptions opt) : opt_(opt) {
+    FOFA_CHECK(opt.lr > 0 && std::isfinite(opt.lr), "Adam: learning rate must be > 0, got ", opt.lr);
+    FOFA_CHECK(opt.beta1 >= 0 && opt.beta1 < 1 && opt.beta2 >= 0 && opt.beta2 < 1, "Adam: betas must be in [0, 1)");
+    FOFA_CHECK(opt.eps >= 0 && opt.weight_decay >= 0, "Adam: eps and weight_decay must be >= 0");
+    m_.resize(static_cast<std::size_t>(params.size()));
+    v_.resize(m_.size());
+    for (int i = 0; i < params.size(); ++i) {
+      m_[static_cast<std::size_t>(i)].assign(params[i].value.size(), T(0));
+      v_[static_cast<std::size_t>(i)].assign(params[i].value.size(), T(0));
+    }
+  }
+
+  void step(ParamSet<T>& params, const GradSet<T>& grads) {
+    FOFA_CHECK(params.size() == static_cast<int>(m_.size()) && grads.size() == params.size(),
+               "Adam: parameter set changed since construction");
+    ++steps_;
+    const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(steps_));
+    const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(steps_));
+    const T step_size = static_cast<T>(opt_.lr / bc1), sqrt_bc2 = static_cast<T>(std::sqrt(bc2));
+    const T b1 = static_cast<T>(opt_.beta1), b2 = static_cast<T>(opt_.beta2), eps = static_cast<T>(opt_.eps);
+    const T wd = static_cast<T>(opt_.weight_decay), lr = static_cast<T>(opt_.lr);
+    for (int i = 0; i < params.size(); ++i) {
+      auto& p = params[i].value;
+      const T* g = grads.data(i);
+      auto& m = m_[static_cast<std::size_t>(i)];
+      auto& v = v_[static_cast<std::size_t>(i)];
+      for (std::size_t k = 0, n = p.size(); k < n; ++k) {
+        T gk = g[k];
+        if (wd != T(0)) {
+          if (opt_.decoupled)
+            p[k] *= T(1) - lr * wd;
+          else
+            gk += wd * p[k];
+        }
+        m[k] = b1 * m[k] + (T(1) - b1) * gk;
+        v[k] = b2 * v[k] + (T(1) - b2) * gk * gk;
+        p[k] -= step_size * m[k] / (std::sqrt(v[k]) / sqrt_bc2 + eps);
+      }
+    }
+  }
+
+  long long steps() const { return steps_; }
+  void set_steps(long long s) { steps_ = s; }
+  std::vector<std::vector<T>>& first_moments() { return m_; }
+  std::vector<std::vector<T>>& second_moments() { return v_; }
+  const AdamOptions& options() const { return opt_; }
+
+ private:
+  AdamOptions opt_;
+  std::vector<std::vector<T>> m_, v_;
+  long long steps_ = 0;
+};
+
+// Scales gradients so their global L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_);
+// returns the norm before clipping. max_norm <= 0 disables clipping.
+template <class T>
+double clip_grad_norm(GradSet<T>& grads, double max_norm) {
+  const double norm = std::sqrt(grads.squared_norm());
+  if (max_norm > 0 && norm > max_norm) grads.scale(static_cast<T>(max_norm / (norm + 1e-6)));
+  return norm;
+}
+
+}  // namespace fofa::autograd

@@ -1,0 +1,300 @@
+// fofa/autograd/tape.hpp — a minimal reverse-mode autograd: parameters, gradients, and a tape.
+//
+// ParamSet<T> holds named trainable tensors (DESIGN tensor names, PyTorch shapes). A Tape<T>
+// records one computation in forward order: each op allocates its result (value + zeroed
+// gradient) from an arena that is reused across steps, and pushes a backward closure; backward()
+// runs the closures in reverse. Every node is 2-D [rows, cols] row-major (vectors are [1, n]).
+// Gradients of parameters ADD into a GradSet<T> bound to the tape, so one GradSet per thread gives
+// data parallelism over a batch (reduce with GradSet::add). Parameters flagged sparse_rows (item
+// embeddings) record which rows received gradient, so zeroing and reducing touch only those rows.
+// T is float for training and double for finite-difference gradient checks.
+#pragma once
+
+#include <algorithm>
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "fofa/core/error.hpp"
+#include "fofa/core/tensor.hpp"
+
+namespace fofa::autograd {
+
+// A handle to a tape node.
+struct Var {
+  int id = -1;
+  bool valid() const { return id >= 0; }
+};
+
+template <class T>
+struct Param {
+  std::string name;
+  Shape shape;
+  std::vector<T> value;
+  bool sparse_rows = false;  // gradient arrives in whole rows (embedding tables)
+  index_t rows() const { return shape.rank() >= 1 ? shape[0] : 1; }
+  index_t cols() const { return shape.rank() >= 2 ? shape.numel() / shape[0] : shape.numel(); }
+};
+
+template <class T>
+class ParamSet {
+ public:
+  int add(std::string name, Shape shape, bool sparse_rows = false) {
+    FOFA_CHECK(!index_.count(name), "duplicate parameter ", name);
+    index_[name] = static_cast<int>(params_.size());
+    params_.push_back(Param<T>{std::move(name), shape, std::vector<T>(static_cast<std::size_t>(shape.numel())),
+                               sparse_rows});
+    return static_cast<int>(params_.size()) - 1;
+  }
+  int size() const { return static_cast<int>(params_.size()); }
+  Param<T>& operator[](int i) { return params_[static_cast<std::size_t>(i)]; }
+  const Param<T>& operator[](int i) const { return params_[static_cast<std::size_t>(i)]; }
+  bool contains(const std::string& name) const { return index_.count(name) != 0; }
+  int find(const std::string& name) const {
+    auto it = index_.find(name);
+    FOFA_CHECK(it != index_.end(), "no parameter named ", name);
+    return it->second;
+  }
+  Param<T>& at(const std::string& name) { return params_[static_cast<std::size_t>(find(name))]; }
+  const Param<T>& at(const std::string& name) const { return params_[static_cast<std::size_t>(find(name))]; }
+  index_t numel() const {
+    index_t n = 0;
+    for (auto& p : params_) n += p.shape.numel();
+    return n;
+  }
+  auto begin() { return params_.begin(); }
+  auto end() { return params_.end(); }
+  auto begin() const { return params_.begin(); }
+  auto end() const { return params_.end(); }
+
+ private:
+  std::vector<Param<T>> params_;
+  std::unordered_map<std::string, int> index_;
+};
+
+// Gradients for every parameter of a ParamSet (same order), dense storage, sparse-row bookkeeping.
+template <class T>
+class GradSet {
+ public:
+  GradSet() = default;
+  explicit GradSet(const ParamSet<T>& ps) {
+    grads_.resize(static_cast<std::size_t>(ps.size()));
+    touched_.resize(grads_.size());
+    marks_.resize(grads_.size());
+    sparse_.resize(grads_.size());
+    cols_.resize(grads_.size());
+    for (int i = 0; i < ps.size(); ++i) {
+      const auto u = static_cast<std::size_t>(i);
+      grads_[u].assign(static_cast<std::size_t>(ps[i].shape.numel()), T(0));
+      sparse_[u] = ps[i].sparse_rows;
+      cols_[u] = ps[i].cols();
+      if (sparse_[u]) marks_[u].assign(static_cast<std::size_t>(ps[i].rows()), 0);
+    }
+  }
+  int size() const { return static_cast<int>(grads_.size()); }
+  T* data(int i) { return grads_[static_cast<std::size_t>(i)].data(); }
+  const T* data(int i) const { return grads_[static_cast<std::size_t>(i)].data(); }
+  std::vector<T>& grad(int i) { return grads_[static_cast<std::size_t>(i)]; }
+  const std::vector<T>& grad(int i) const { return grads_[static_cast<std::size_t>(i)]; }
+  bool sparse(int i) const { return sparse_[static_cast<std::size_t>(i)]; }
+  const std::vector<index_t>& touched_rows(int i) const { return touched_[static_cast<std::size_t>(i)]; }
+  // Records that row r of sparse parameter i holds gradient.
+  void touch(int i, index_t r) {
+    const auto u = static_cast<std::size_t>(i);
+    if (!marks_[u][static_cast<std::size_t>(r)]) {
+      marks_[u][static_cast<std::size_t>(r)] = 1;
+      touched_[u].push_back(r);
+    }
+  }
+  void zero() {
+    for (std::size_t u = 0; u < grads_.size(); ++u) {
+      if (sparse_[u]) {
+        const auto c = static_cast<std::size_t>(cols_[u]);
+        for (index_t r : touched_[u]) {
+          std::fill_n(grads_[u].data() + static_cast<std::size_t>(r) * c, c, T(0));
+          marks_[u][static_cast<std::size_t>(r)] = 0;
+        }
+        touched_[u].clear();
+      } else {
+        std::fill(grads_[u].begin(), grads_[u].end(), T(0));
+      }
+    }
+  }
+  // this += other (same ParamSet layout); sparse parameters only over other's touched rows.
+  void add(const GradSet& o) {
+    FOFA_CHECK(o.grads_.size() == grads_.size(), "GradSet layouts differ");
+    for (std::size_t u = 0; u < grads_.size(); ++u) {
+      if (sparse_[u]) {
+        const auto c = static_cast<std::size_t>(cols_[u]);
+        for (index_t r : o.touched_[u]) {
+          touch(static_cast<int>(u), r);
+          T* dst = grads_[u].data() + static_cast<std::size_t>(r) * c;
+          const T* src = o.grads_[u].data() + static_cast<std::size_t>(r) * c;
+          for (std::size_t k = 0; k < c; ++k) dst[k] += src[k];
+        }
+      } else {
+        T* dst = grads_[u].data();
+        const T* src = o.grads_[u].data();
+        for (std::size_t k = 0, n = grads_[u].size(); k < n; ++k) dst[k] += src[k];
+      }
+    }
+  }
+  void scale(T s) {
+    for (std::size_t u = 0; u < grads_.size(); ++u) {
+      if (sparse_[u]) {
+        const auto c = static_cast<std::size_t>(cols_[u]);
+        for (index_t r : touched_[u])
+          for (std::size_t k = 0; k < c; ++k) grads_[u][static_cast<std::size_t>(r) * c + k] *= s;
+      } else {
+        for (auto& g : grads_[u]) g *= s;
+      }
+    }
+  }
+  // Sum of squares of all gradient entries (for global-norm clipping).
+  double squared_norm() const {
+    double s = 0;
+    for (std::size_t u = 0; u < grads_.size(); ++u) {
+      if (sparse_[u]) {
+        const auto c = static_cast<std::size_t>(cols_[u]);
+        for (index_t r : touched_[u])
+          for (std::size_t k = 0; k < c; ++k) {
+            const double g = static_cast<double>(grads_[u][static_cast<std::size_t>(r) * c + k]);
+            s += g * g;
+          }
+      } else {
+        for (T g : grads_[u]) s += static_cast<double>(g) * static_cast<double>(g);
+      }
+    }
+    return s;
+  }
+
+ private:
+  std::vector<std::vector<T>> grads_;
+  std::vector<std::vector<index_t>> touched_;
+  std::vector<std::vector<unsigned char>> marks_;
+  std::vector<bool> sparse_;
+  std::vector<index_t> cols_;
+};
+
+// Bump allocator for node storage; reset() keeps the chunks for the next step.
+template <class T>
+class Arena {
+ public:
+  T* alloc(index_t n) {
+    const auto need = static_cast<std::size_t>(std::max<index_t>(n, 1));
+    while (chunk_ < chunks_.size() && used_ + need > chunks_[chunk_].size()) {
+      ++chunk_;
+      used_ = 0;
+    }
+    if (chunk_ == chunks_.size()) {
+      chunks_.emplace_back(std::max<std::size_t>(need, kChunk));
+      used_ = 0;
+    }
+    T* p = chunks_[chunk_].data() + used_;
+    used_ += (need + 15) / 16 * 16;  // 64-byte steps for float
+    std::fill_n(p, need, T(0));
+    return p;
+  }
+  void reset() {
+    chunk_ = 0;
+    used_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t kChunk = std::size_t{1} << 20;
+  std::vector<std::vector<T>> chunks_;
+  std::size_t chunk_ = 0, used_ = 0;
+};
+
+template <class T>
+class Tape {
+ public:
+  struct Node {
+    index_t rows = 0, cols = 0;
+    T* value = nullptr;
+    T* grad = nullptr;
+  };
+
+  Tape(ParamSet<T>& params, GradSet<T>& grads) : params_(&params), grads_(&grads) {
+    FOFA_CHECK(grads.size() == params.size(), "GradSet does not match the ParamSet");
+  }
+
+  // New node with zeroed value and gradient.
+  Var make(index_t rows, index_t cols) {
+    FOFA_CHECK(rows >= 0 && cols >= 0, "negative node shape [", rows, ", ", cols, "]");
+    Node n{rows, cols, arena_.alloc(rows * cols), arena_.alloc(rows * cols)};
+    nodes_.push_back(n);
+    return Var{static_cast<int>(nodes_.size()) - 1};
+  }
+  // A constant input (gradient computed but unused).
+  Var constant(index_t rows, index_t cols, const T* values) {
+    Var v = make(rows, cols);
+    std::copy_n(values, rows * cols, node(v).value);
+    return v;
+  }
+  // A dense parameter as a node that aliases its value and its gradient in the GradSet.
+  // Shape [rows, cols] = [shape[0], rest] (a 1-D parameter is [1, n]).
+  Var param(int index) {
+    auto& p = (*params_)[index];
+    FOFA_CHECK(!p.sparse_rows, "parameter ", p.name, " is row-sparse: use gather()");
+    const index_t rows = p.shape.rank() >= 2 ? p.shape[0] : 1;
+    const index_t cols = p.shape.numel() / std::max<index_t>(rows, 1);
+    nodes_.push_back(Node{rows, cols, p.value.data(), grads_->data(index)});
+    return Var{static_cast<int>(nodes_.size()) - 1};
+  }
+  Var param(const std::string& name) { return param(params_->find(name)); }
+  // A node sharing v's storage with a new [rows, cols] shape (row-major reshape).
+  Var reshape(Var v, index_t rows, index_t cols) {
+    Node n = node(v);
+    FOFA_CHECK(n.rows * n.cols == rows * cols, "cannot reshape [", n.rows, ", ", n.cols, "] to [", rows, ", ", cols,
+               "]");
+    n.rows = rows;
+    n.cols = cols;
+    nodes_.push_back(n);
+    return Var{static_cast<int>(nodes_.size()) - 1};
+  }
+
+  Node& node(Var v) {
+    FOFA_CHECK(v.id >= 0 && v.id < static_cast<int>(nodes_.size()), "invalid tape variable ", v.id);
+    return nodes_[static_cast<std::size_t>(v.id)];
+  }
+  T* value(Var v) { return node(v).value; }
+  T* grad(Var v) { return node(v).grad; }
+  index_t rows(Var v) { return node(v).rows; }
+  index_t cols(Var v) { return node(v).cols; }
+  T scalar(Var v) {
+    FOFA_CHECK(rows(v) * cols(v) == 1, "node is not a scalar");
+    return value(v)[0];
+  }
+
+  void on_backward(std::function<void()> f) { backward_.push_back(std::move(f)); }
+  // Seeds d(out)/d(out) = seed and runs every recorded backward closure in reverse order.
+  void backward(Var out, T seed = T(1)) {
+    FOFA_CHECK(rows(out) * cols(out) == 1, "backward() needs a scalar output, got [", rows(out), ", ", cols(out),
+               "]");
+    grad(out)[0] += seed;
+    for (auto it = backward_.rbegin(); it != backward_.rend(); ++it) (*it)();
+  }
+  // Forgets all nodes (parameter gradients stay in the GradSet).
+  void reset() {
+    nodes_.clear();
+    backward_.clear();
+    arena_.reset();
+  }
+
+  ParamSet<T>& params() { return *params_; }
+  GradSet<T>& grads() { return *grads_; }
+  T* scratch(index_t n) { return arena_.alloc(n); }
+
+ private:
+  ParamSet<T>* params_;
+  GradSet<T>* grads_;
+  std::vector<Node> nodes_;
+  std::vector<std::function<void()>> backward_;
+  Arena<T> arena_;
+};
+
+}  // namespace fofa::autograd
