@@ -1,0 +1,169 @@
+// fofa/io/file_util.hpp — whole-file reads, read-only memory maps and atomic writes.
+//
+// Every fofa writer goes through write_file_atomic: the bytes go to `OUT.tmp.<pid>`, are
+// fsync'ed, then renamed over OUT, so a crash or a full disk never leaves a half-written
+// model. FileBytes is the immutable byte storage behind a loaded file: either an owned,
+// 64-byte aligned copy or a read-only mmap (POSIX); both keep tensor data 64-byte aligned.
+#pragma once
+
+#include <cerrno>
+#include <cstddef>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "fofa/core/aligned.hpp"
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#define FOFA_HAVE_POSIX_IO 1
+#else
+#define FOFA_HAVE_POSIX_IO 0
+#endif
+
+namespace fofa::io {
+
+// Immutable bytes of a loaded file; shared by every object viewing into it.
+class FileBytes {
+ public:
+  virtual ~FileBytes() = default;
+  virtual std::span<const std::byte> bytes() const = 0;
+  virtual bool is_mapped() const = 0;
+};
+
+namespace detail {
+
+class OwnedBytes final : public FileBytes {
+ public:
+  explicit OwnedBytes(std::size_t n) : buf_(static_cast<index_t>(n)) {}
+  unsigned char* data() { return buf_.data(); }
+  std::span<const std::byte> bytes() const override {
+    return {reinterpret_cast<const std::byte*>(buf_.data()), buf_.bytes()};
+  }
+  bool is_mapped() const override { return false; }
+
+ private:
+  AlignedBuffer<unsigned char> buf_;
+};
+
+#if FOFA_HAVE_POSIX_IO
+class MappedBytes final : public FileBytes {
+ public:
+  MappedBytes(void* p, std::size_t n) : p_(p), n_(n) {}
+  MappedBytes(const MappedBytes&) = delete;
+  MappedBytes& operator=(const MappedBytes&) = delete;
+  ~MappedBytes() override { ::munmap(p_, n_); }
+  std::span<const std::byte> bytes() const override { return {static_cast<const std::byte*>(p_), n_}; }
+  bool is_mapped() const override { return true; }
+
+ private:
+  void* p_;
+  std::size_t n_;
+};
+
+// Closes a POSIX descriptor on scope exit.
+struct FdGuard {
+  int fd = -1;
+  ~FdGuard() {
+    if (fd >= 0) ::close(fd);
+  }
+};
+#endif
+
+inline std::string errno_text() { return std::strerror(errno); }
+
+}  // namespace detail
+
+// A 64-byte aligned copy of some bytes (what load_from_memory validates against).
+inline std::shared_ptr<const FileBytes> copy_bytes(std::span<const std::byte> src) {
+  auto owned = std::make_shared<detail::OwnedBytes>(src.size());
+  if (!src.empty()) std::memcpy(owned->data(), src.data(), src.size());
+  return owned;
+}
+
+// Reads a whole file into 64-byte aligned memory.
+inline std::shared_ptr<const FileBytes> read_file_bytes(const std::filesystem::path& path) {
+  std::ifstream in(path, std::ios::binary | std::ios::ate);
+  FOFA_CHECK(in.good(), path.string(), ": cannot open for reading");
+  const std::streamoff size = in.tellg();
+  FOFA_CHECK(size >= 0, path.string(), ": cannot determine the file size");
+  auto owned = std::make_shared<detail::OwnedBytes>(static_cast<std::size_t>(size));
+  in.seekg(0);
+  if (size > 0) in.read(reinterpret_cast<char*>(owned->data()), size);
+  FOFA_CHECK(in.good() || (size == 0), path.string(), ": read failed after ", in.gcount(), " of ", size, " bytes");
+  return owned;
+}
+
+// Maps a whole file read-only. The mapping is private: later writes to the file by other
+// processes are not guaranteed to be invisible, so replace model files by rename (as fofa's
+// writers do), never rewrite them in place. Falls back to read_file_bytes without POSIX.
+inline std::shared_ptr<const FileBytes> map_file_bytes(const std::filesystem::path& path) {
+#if FOFA_HAVE_POSIX_IO
+  detail::FdGuard fd{::open(path.c_str(), O_RDONLY | O_CLOEXEC)};
+  FOFA_CHECK(fd.fd >= 0, path.string(), ": cannot open for reading: ", detail::errno_text());
+  struct stat st {};
+  FOFA_CHECK(::fstat(fd.fd, &st) == 0, path.string(), ": stat failed: ", detail::errno_text());
+  FOFA_CHECK(S_ISREG(st.st_mode), path.string(), ": not a regular file");
+  const auto size = static_cast<std::size_t>(st.st_size);
+  if (size == 0) return std::make_shared<detail::OwnedBytes>(0);  // mmap cannot map 0 bytes
+  void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd.fd, 0);
+  FOFA_CHECK(p != MAP_FAILED, path.string(), ": mmap failed: ", detail::errno_text());
+  return std::make_shared<detail::MappedBytes>(p, size);
+#else
+  return read_file_bytes(path);
+#endif
+}
+
+// Writes `bytes` to `path` atomically: temp file `path.tmp.<pid>`, fsync, rename, fsync dir.
+inline void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> bytes) {
+#if FOFA_HAVE_POSIX_IO
+  const std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  FOFA_CHECK(fd >= 0, tmp, ": cannot create: ", detail::errno_text());
+  auto fail = [&](const char* what) {
+    const std::string reason = detail::errno_text();
+    if (fd >= 0) ::close(fd);
+    ::unlink(tmp.c_str());
+    ::fofa::detail::throw_error("fofa: ", path.string(), ": ", what, ": ", reason);
+  };
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ::ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) fail("write failed");
+    done += static_cast<std::size_t>(w);
+  }
+  if (::fsync(fd) != 0) fail("fsync failed");
+  const int rc = ::close(fd);
+  fd = -1;
+  if (rc != 0) fail("close failed");
+  if (::rename(tmp.c_str(), path.c_str()) != 0) fail("rename failed");
+  // Persist the rename itself; best effort (some file systems refuse fsync on directories).
+  std::filesystem::path dir = path.parent_path();
+  if (dir.empty()) dir = ".";
+  detail::FdGuard dfd{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
+  if (dfd.fd >= 0) (void)::fsync(dfd.fd);
+#else
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    FOFA_CHECK(out.good(), tmp.string(), ": cannot create");
+    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out.good()) {
+      out.close();
+      std::filesystem::remove(tmp);
+      ::fofa::detail::throw_error("fofa: ", path.string(), ": write failed");
+    }
+  }
+  std::filesystem::rename(tmp, path);
+#endif
+}
+
+}  // namespace fofa::io
