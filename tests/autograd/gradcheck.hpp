@@ -35,7 +35,8 @@ inline Var random_projection(Tape<double>& t, Var y, std::uint64_t seed) {
 // Compares the tape's gradient of build() with central differences for every parameter entry.
 // Returns the largest error max|a - n| / max(1, |a|, |n|).
 inline double max_gradient_error(ParamSet<double>& ps, const std::function<Var(Tape<double>&)>& build,
-                                 double h = 1e-6, std::string* worst = nullptr) {
+                                 double h = 1e-6, std::string* worst = nullptr,
+                                 const std::function<bool(const std::string&)>& include = {}) {
   GradSet<double> grads(ps);
   {
     Tape<double> tape(ps, grads);
@@ -49,6 +50,7 @@ inline double max_gradient_error(ParamSet<double>& ps, const std::function<Var(T
   double worst_err = 0;
   for (int i = 0; i < ps.size(); ++i) {
     auto& p = ps[i];
+    if (include && !include(p.name)) continue;
     for (std::size_t k = 0; k < p.value.size(); ++k) {
       const double saved = p.value[k];
       p.value[k] = saved + h;

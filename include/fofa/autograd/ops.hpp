@@ -511,8 +511,9 @@ Var bce_with_logits_sum(Tape<T>& t, Var logits, T target, T weight) {
 
 // Straight-through Gumbel-sigmoid: forward m = [sigmoid((alpha + noise) / tau) > 0.5] (0/1),
 // backward d m / d alpha := d sigmoid((alpha + noise) / tau) / d alpha. noise: logistic samples.
+// hard = false returns the soft relaxation itself (same backward), for finite-difference checks.
 template <class T>
-Var gumbel_sigmoid_st(Tape<T>& t, Var alpha, std::span<const T> noise, T tau) {
+Var gumbel_sigmoid_st(Tape<T>& t, Var alpha, std::span<const T> noise, T tau, bool hard = true) {
   const index_t n = t.rows(alpha) * t.cols(alpha);
   FOFA_CHECK(static_cast<index_t>(noise.size()) == n, "gumbel_sigmoid_st: ", noise.size(), " noise values for ", n,
              " logits");
@@ -522,7 +523,7 @@ Var gumbel_sigmoid_st(Tape<T>& t, Var alpha, std::span<const T> noise, T tau) {
   T* soft = t.scratch(n);
   for (index_t i = 0; i < n; ++i) {
     soft[i] = detail::sigmoid((av[i] + noise[static_cast<std::size_t>(i)]) / tau);
-    yv[i] = soft[i] > T(0.5) ? T(1) : T(0);
+    yv[i] = hard ? (soft[i] > T(0.5) ? T(1) : T(0)) : soft[i];
   }
   t.on_backward([=] {
     for (index_t i = 0; i < n; ++i) ag[i] += yg[i] * soft[i] * (T(1) - soft[i]) / tau;

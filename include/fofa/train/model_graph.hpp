@@ -1,0 +1,348 @@
+// fofa/train/model_graph.hpp — the differentiable Forward-OFA graph used for training.
+//
+// TrainableModel<T> owns a ParamSet whose names and shapes are exactly expected_tensors(config)
+// (docs/DESIGN.md), so a trained set converts losslessly to ModelWeights / a .fofa file and back.
+// forward_loss() records one training sample on a Tape (SPEC section 6): backbone on the input
+// rows, controller (mean extractor, straight-through Gumbel-sigmoid mask m) and mapper (low-rank
+// or full generated FFN weights, gate g) reading the first t0 rows of X0, every block computed and
+// mixed as X = m_k * Block_k(X) + (1 - m_k) * X so the mask receives a gradient, BCE on rows
+// loss_begin.. with the given positive and negative items, and the sparsity and budget-hinge terms.
+// The low-rank correction is applied as x W1^T + (x U1) V1, the same product as
+// x (W1 + (U1 V1)^T)^T without materialising the user's matrix.
+// forward_scores() is the evaluation path: deterministic mask pi > 0.5 with the budget rule of
+// DESIGN, no dropout, u = H_out[t - 1], logits <u, E[c]>.
+// Not supported in training (fofa::Error): padding "left_window" and the GRU extractor.
+#pragma once
+
+#include <cmath>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "fofa/autograd/ops.hpp"
+#include "fofa/model/init.hpp"
+#include "fofa/model/plan.hpp"
+#include "fofa/model/weights.hpp"
+#include "fofa/train/random.hpp"
+
+namespace fofa::train {
+
+using autograd::GradSet;
+using autograd::ParamSet;
+using autograd::Tape;
+using autograd::Var;
+
+// One training example, already sampled (so threads only compute).
+struct TrainSample {
+  std::vector<std::int32_t> input;      // t item ids, oldest first (1 <= t <= max_len)
+  std::vector<std::int32_t> positives;  // rows loss_begin..t-1: the next item of each row
+  std::vector<std::int32_t> negatives;  // (t - loss_begin) * negatives_per_row ids, row-major
+  index_t prefix = 1;                   // t0: rows the controller and mapper read (1..t)
+  index_t loss_begin = 0;               // first row with a loss
+  double budget = 1.0;                  // b in (0, 1]
+  std::vector<double> noise;            // L logistic samples for the Gumbel-sigmoid
+  std::uint64_t dropout_seed = 0;
+};
+
+// Per-sample loss weights; the trainer sets them so the batch loss is SPEC 6's means.
+struct LossWeights {
+  double positive = 1, negative = 1;  // multiply sum BCE over the sample's positive / negative logits
+  double sparsity = 0, hinge = 0;     // lambda / B and mu / B
+};
+
+struct TrainOptions {
+  double dropout = 0.0;
+  double tau = 1.0;       // Gumbel-sigmoid temperature
+  bool hard_mask = true;  // false: forward uses the soft relaxation (finite-difference checks)
+};
+
+// What one sample's forward produced (for logging and statistics).
+struct SampleStats {
+  double loss = 0, bce = 0, flops_fraction = 1;
+  std::vector<double> mask, pi;
+};
+
+template <class T>
+class TrainableModel {
+ public:
+  explicit TrainableModel(const ModelConfig& cfg) : cfg_(cfg) {
+    cfg.validate();
+    FOFA_CHECK(cfg.padding == Padding::none, "training supports padding \"none\" only, got \"", to_string(cfg.padding),
+               "\"");
+    FOFA_CHECK(!cfg.controller.enabled || cfg.controller.extractor == ExtractorKind::mean,
+               "training supports the mean controller extractor only (gru is inference-only for now)");
+    for (const TensorSpec& s : expected_tensors(cfg)) params_.add(s.name, s.shape, s.name == "item_emb.weight");
+    item_emb_ = params_.find("item_emb.weight");
+  }
+
+  // Seeded initialisation (model/init.hpp: the same init the inference tests use).
+  void init(std::uint64_t seed, InitOptions opt = {}) { load(random_weights(cfg_, seed, opt)); }
+
+  void load(const ModelWeights& w) {
+    check_weights(cfg_, w);
+    for (auto& p : params_) {
+      const Tensor<float>& t = w.get(p.name, p.shape);
+      for (index_t i = 0; i < t.numel(); ++i) p.value[static_cast<std::size_t>(i)] = static_cast<T>(t[i]);
+    }
+  }
+  ModelWeights weights() const {
+    ModelWeights w;
+    for (const auto& p : params_) {
+      Tensor<float> t(p.shape);
+      for (index_t i = 0; i < t.numel(); ++i) t[i] = static_cast<float>(p.value[static_cast<std::size_t>(i)]);
+      w.set(p.name, std::move(t));
+    }
+    return w;
+  }
+
+  const ModelConfig& config() const { return cfg_; }
+  ParamSet<T>& params() { return params_; }
+  const ParamSet<T>& params() const { return params_; }
+  bool adaptive() const { return cfg_.controller.enabled || cfg_.mapper_on(); }
+
+  // Records one sample's weighted loss on `tape` and returns it (a [1, 1] node).
+  Var forward_loss(Tape<T>& tape, const TrainSample& s, const LossWeights& w, const TrainOptions& opt,
+                   SampleStats* stats = nullptr) const {
+    const index_t t = static_cast<index_t>(s.input.size());
+    FOFA_CHECK(t >= 1 && t <= cfg_.max_len, "training sequence length ", t, " outside [1, ", cfg_.max_len, "]");
+    FOFA_CHECK(s.prefix >= 1 && s.prefix <= t, "session prefix t0 = ", s.prefix, " outside [1, ", t, "]");
+    FOFA_CHECK(s.loss_begin >= 0 && s.loss_begin < t, "loss_begin ", s.loss_begin, " outside [0, ", t, ")");
+    const index_t rows = t - s.loss_begin;
+    FOFA_CHECK(static_cast<index_t>(s.positives.size()) == rows, s.positives.size(), " positives for ", rows,
+               " loss rows");
+    FOFA_CHECK(!s.negatives.empty() && static_cast<index_t>(s.negatives.size()) % rows == 0, s.negatives.size(),
+               " negatives for ", rows, " loss rows");
+    Rng drop_rng(s.dropout_seed, 7);
+    auto uniform = [&drop_rng] { return drop_rng.uniform(); };
+
+    Structure st = structure(tape, s.input, s.prefix, s.budget, s.noise, opt);
+    Var H = backbone(tape, st, opt.dropout, uniform);
+    Var U = autograd::slice_rows(tape, H, s.loss_begin, t);
+    Var pos_e = autograd::gather(tape, item_emb_, std::span<const std::int32_t>(s.positives));
+    Var pos = autograd::rowwise_dot(tape, U, pos_e);
+    Var loss = autograd::bce_with_logits_sum(tape, pos, T(1), static_cast<T>(w.positive));
+    const index_t per_row = static_cast<index_t>(s.negatives.size()) / rows;
+    for (index_t j = 0; j < per_row; ++j) {
+      std::vector<std::int32_t> ids(static_cast<std::size_t>(rows));
+      for (index_t r = 0; r < rows; ++r) ids[static_cast<std::size_t>(r)] = s.negatives[static_cast<std::size_t>(r * per_row + j)];
+      Var neg = autograd::rowwise_dot(tape, U, autograd::gather(tape, item_emb_, std::span<const std::int32_t>(ids)));
+      loss = autograd::add(tape, loss, autograd::bce_with_logits_sum(tape, neg, T(0), static_cast<T>(w.negative)));
+    }
+    const double bce = static_cast<double>(tape.scalar(loss));
+    double flops_fraction = 1.0;
+    if (cfg_.controller.enabled) {
+      // All blocks cost the same c_k, so sum_k c_k pi_k / sum_k c_k is the mean of pi.
+      const std::vector<T> uniform_cost(static_cast<std::size_t>(cfg_.blocks), T(1) / static_cast<T>(cfg_.blocks));
+      Var frac = autograd::weighted_sum(tape, st.pi, std::span<const T>(uniform_cost));
+      flops_fraction = static_cast<double>(tape.scalar(frac));
+      loss = autograd::add(tape, loss, autograd::scale(tape, frac, static_cast<T>(w.sparsity)));
+      Var over = autograd::relu_shifted(tape, frac, static_cast<T>(s.budget));
+      loss = autograd::add(tape, loss, autograd::scale(tape, over, static_cast<T>(w.hinge)));
+    }
+    if (stats) {
+      stats->loss = static_cast<double>(tape.scalar(loss));
+      stats->bce = bce;
+      stats->flops_fraction = flops_fraction;
+      stats->mask.assign(st.mask_values.begin(), st.mask_values.end());
+      stats->pi.clear();
+      if (st.pi.valid())
+        for (index_t k = 0; k < cfg_.blocks; ++k) stats->pi.push_back(static_cast<double>(tape.value(st.pi)[k]));
+    }
+    return loss;
+  }
+
+  // Evaluation: logits of `candidates` after `history` (newest max_len items), deterministic mask.
+  // Returns the mask used through `kept` when given.
+  std::vector<float> forward_scores(Tape<T>& tape, std::span<const std::int32_t> history,
+                                    std::span<const std::int32_t> candidates, double budget,
+                                    std::vector<int>* kept = nullptr) const {
+    FOFA_CHECK(!history.empty(), "cannot score an empty history");
+    if (static_cast<index_t>(history.size()) > cfg_.max_len) history = history.last(static_cast<std::size_t>(cfg_.max_len));
+    const index_t t = static_cast<index_t>(history.size());
+    for (std::int32_t c : candidates)
+      FOFA_CHECK(c >= 1 && c <= cfg_.items, "candidate item ", c, " outside [1, ", cfg_.items, "]");
+    TrainOptions opt;
+    Structure st = structure(tape, std::vector<std::int32_t>(history.begin(), history.end()), t, budget, {}, opt,
+                             /*deterministic=*/true);
+    if (kept) kept->assign(st.mask_values.begin(), st.mask_values.end());
+    Var H = backbone(tape, st, 0.0, [] { return 1.0; }, /*skip_dropped=*/true);
+    const T* u = tape.value(H) + (t - 1) * cfg_.d;
+    const auto& E = params_[item_emb_].value;
+    std::vector<float> out(candidates.size());
+    for (std::size_t i = 0; i < candidates.size(); ++i) {
+      T s = 0;
+      const T* e = E.data() + static_cast<std::size_t>(candidates[i]) * static_cast<std::size_t>(cfg_.d);
+      for (index_t c = 0; c < cfg_.d; ++c) s += u[c] * e[c];
+      out[i] = static_cast<float>(s);
+    }
+    return out;
+  }
+
+ private:
+  struct Structure {
+    Var x0;                           // [t, d]
+    Var mask;                         // [1, L] (invalid when the controller is off)
+    Var pi;                           // [1, L] sigmoid(alpha)
+    Var code;                         // [1, dz + ds] mapper code q (invalid when off)
+    std::vector<T> mask_values;
+  };
+
+  Var p(Tape<T>& tape, const std::string& name) const { return tape.param(params_.find(name)); }
+  Var pb(Tape<T>& tape, index_t k, const char* rest) const { return p(tape, block_name(k, rest)); }
+
+  // X0, the controller's mask and the mapper's code from the first `prefix` rows.
+  Structure structure(Tape<T>& tape, const std::vector<std::int32_t>& input, index_t prefix, double budget,
+                      std::span<const double> noise, const TrainOptions& opt, bool deterministic = false) const {
+    const index_t t = static_cast<index_t>(input.size()), d = cfg_.d, L = cfg_.blocks;
+    for (std::int32_t id : input)
+      FOFA_CHECK(id >= 1 && id <= cfg_.items, "item id ", id, " outside [1, ", cfg_.items, "]");
+    FOFA_CHECK(std::isfinite(budget) && budget > 0.0 && budget <= 1.0, "budget must be in (0, 1], got ", budget);
+    Structure st;
+    const T scale = cfg_.emb_scale == EmbScale::sqrt_d ? std::sqrt(static_cast<T>(d)) : T(1);
+    Var e = autograd::gather(tape, item_emb_, std::span<const std::int32_t>(input), scale);
+    const index_t pos0 = cfg_.positions == Positions::start ? 0 : cfg_.max_len - t;
+    Var P = autograd::slice_rows(tape, p(tape, "pos_emb.weight"), pos0, pos0 + t);
+    st.x0 = autograd::add(tape, e, P);
+    if (cfg_.input_ln)
+      st.x0 = autograd::layernorm(tape, st.x0, p(tape, "input_ln.weight"), p(tape, "input_ln.bias"), static_cast<T>(cfg_.eps));
+    if (!adaptive()) return st;
+    Var mean_x0 = autograd::mean_rows(tape, autograd::slice_rows(tape, st.x0, 0, prefix));
+
+    Var m_for_code;
+    if (cfg_.controller.enabled) {
+      Var g = autograd::unary(tape, autograd::Unary::tanh,
+                              autograd::linear(tape, mean_x0, p(tape, "controller.extractor.weight"),
+                                               p(tape, "controller.extractor.bias")));
+      const T b = static_cast<T>(budget);
+      Var gb = autograd::concat_cols(tape, g, tape.constant(1, 1, &b));
+      Var alpha = autograd::linear(tape, gb, p(tape, "controller.head.weight"), p(tape, "controller.head.bias"));
+      st.pi = autograd::unary(tape, autograd::Unary::sigmoid, alpha);
+      if (deterministic) {
+        std::vector<float> pi(static_cast<std::size_t>(L));
+        for (index_t k = 0; k < L; ++k) {
+          pi[static_cast<std::size_t>(k)] = static_cast<float>(tape.value(st.pi)[k]);
+          FOFA_CHECK(!std::isnan(pi[static_cast<std::size_t>(k)]), "controller produced NaN for block ", k);
+        }
+        const std::vector<double> cost(static_cast<std::size_t>(L), cfg_.block_flops());
+        const auto m = select_blocks(pi, cost, budget, cfg_.controller.min_blocks);
+        std::vector<T> mv(m.begin(), m.end());
+        st.mask = tape.constant(1, L, mv.data());
+      } else {
+        FOFA_CHECK(static_cast<index_t>(noise.size()) == L, noise.size(), " Gumbel noise values for ", L, " blocks");
+        std::vector<T> nz(noise.begin(), noise.end());
+        st.mask = autograd::gumbel_sigmoid_st(tape, alpha, std::span<const T>(nz), static_cast<T>(opt.tau), opt.hard_mask);
+      }
+      m_for_code = st.mask;
+      st.mask_values.assign(tape.value(st.mask), tape.value(st.mask) + L);
+    } else {
+      std::vector<T> ones(static_cast<std::size_t>(L), T(1));
+      m_for_code = tape.constant(1, L, ones.data());
+      st.mask_values = ones;
+    }
+    if (cfg_.mapper_on()) {
+      using autograd::Unary;
+      Var gz = autograd::unary(tape, Unary::tanh,
+                               autograd::linear(tape, mean_x0, p(tape, "mapper.extractor.weight"), p(tape, "mapper.extractor.bias")));
+      Var z = autograd::unary(tape, Unary::tanh, autograd::linear(tape, gz, p(tape, "mapper.mlp.weight"), p(tape, "mapper.mlp.bias")));
+      Var ecode = autograd::unary(tape, Unary::tanh,
+                                  autograd::linear(tape, m_for_code, p(tape, "mapper.structure.weight"), p(tape, "mapper.structure.bias")));
+      st.code = autograd::concat_cols(tape, z, ecode);
+    }
+    return st;
+  }
+
+  template <class Uniform>
+  Var dropout(Tape<T>& tape, Var x, double rate, Uniform& u) const {
+    return autograd::dropout(tape, x, rate, u);
+  }
+
+  // FFN with the user's weights: act(x W1u^T + b1) W2u^T + b2, gated by g when the mapper is on.
+  template <class Uniform>
+  Var ffn(Tape<T>& tape, const Structure& st, index_t k, Var x, double rate, Uniform& u) const {
+    const index_t d = cfg_.d, f = cfg_.ffn;
+    const auto act = cfg_.activation == Activation::gelu ? autograd::Unary::gelu : autograd::Unary::relu;
+    const bool mapper = cfg_.mapper_on();
+    const bool full = cfg_.mapper.mode == MapperMode::full;
+    Var h;
+    if (mapper && full) {
+      Var w1 = tape.reshape(autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "a1.weight")),
+                                             p(tape, mapper_head_name(k, "a1.bias"))), f, d);
+      h = autograd::linear(tape, x, w1, pb(tape, k, "ffn.w1.bias"));
+    } else {
+      h = autograd::linear(tape, x, pb(tape, k, "ffn.w1.weight"), pb(tape, k, "ffn.w1.bias"));
+      if (mapper) {
+        const index_t r = cfg_.mapper.rank;
+        Var U1 = tape.reshape(autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "a1.weight")),
+                                               p(tape, mapper_head_name(k, "a1.bias"))), d, r);
+        h = autograd::add(tape, h, autograd::matmul(tape, autograd::matmul(tape, x, U1), p(tape, mapper_head_name(k, "v1"))));
+      }
+    }
+    h = dropout(tape, autograd::unary(tape, act, h), rate, u);
+    Var y;
+    if (mapper && full) {
+      Var w2 = tape.reshape(autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "a2.weight")),
+                                             p(tape, mapper_head_name(k, "a2.bias"))), d, f);
+      y = autograd::linear(tape, h, w2, pb(tape, k, "ffn.w2.bias"));
+    } else {
+      y = autograd::linear(tape, h, pb(tape, k, "ffn.w2.weight"), pb(tape, k, "ffn.w2.bias"));
+      if (mapper) {
+        const index_t r = cfg_.mapper.rank;
+        Var U2 = tape.reshape(autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "a2.weight")),
+                                               p(tape, mapper_head_name(k, "a2.bias"))), f, r);
+        y = autograd::add(tape, y, autograd::matmul(tape, autograd::matmul(tape, h, U2), p(tape, mapper_head_name(k, "v2"))));
+      }
+    }
+    if (mapper) {
+      Var g = autograd::unary(tape, autograd::Unary::tanh, autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "g.weight"))));
+      const std::vector<T> one(static_cast<std::size_t>(d), T(1));
+      y = autograd::mul_row(tape, y, autograd::add(tape, g, tape.constant(1, d, one.data())));
+    }
+    return dropout(tape, y, rate, u);
+  }
+
+  template <class Uniform>
+  Var attention(Tape<T>& tape, index_t k, Var q_in, Var kv_in, double rate, Uniform& u) const {
+    Var q = autograd::linear(tape, q_in, pb(tape, k, "attn.q.weight"), pb(tape, k, "attn.q.bias"));
+    Var kk = autograd::linear(tape, kv_in, pb(tape, k, "attn.k.weight"), pb(tape, k, "attn.k.bias"));
+    Var v = autograd::linear(tape, kv_in, pb(tape, k, "attn.v.weight"), pb(tape, k, "attn.v.bias"));
+    Var a = autograd::causal_attention(tape, q, kk, v, cfg_.heads);
+    return dropout(tape, autograd::linear(tape, a, pb(tape, k, "attn.out.weight"), pb(tape, k, "attn.out.bias")), rate, u);
+  }
+
+  template <class Uniform>
+  Var backbone(Tape<T>& tape, const Structure& st, double rate, Uniform&& u, bool skip_dropped = false) const {
+    const T eps = static_cast<T>(cfg_.eps);
+    Var X = dropout(tape, st.x0, rate, u);
+    for (index_t k = 0; k < cfg_.blocks; ++k) {
+      // Evaluation needs no mask gradient, so a dropped block is not computed at all.
+      if (skip_dropped && cfg_.controller.enabled && st.mask_values[static_cast<std::size_t>(k)] == T(0)) continue;
+      auto ln = [&](Var x, const char* which) {
+        return autograd::layernorm(tape, x, pb(tape, k, (std::string(which) + ".weight").c_str()),
+                                   pb(tape, k, (std::string(which) + ".bias").c_str()), eps);
+      };
+      Var out;
+      if (cfg_.norm == Norm::pre) {
+        Var l1 = ln(X, "ln1");
+        Var A = autograd::add(tape, X, attention(tape, k, l1, l1, rate, u));
+        out = autograd::add(tape, A, ffn(tape, st, k, ln(A, "ln2"), rate, u));
+      } else if (cfg_.norm == Norm::query_only) {
+        Var Q = ln(X, "ln1");
+        Var A = autograd::add(tape, Q, attention(tape, k, Q, X, rate, u));
+        Var B = ln(A, "ln2");
+        out = autograd::add(tape, B, ffn(tape, st, k, B, rate, u));
+      } else {
+        Var A = ln(autograd::add(tape, X, attention(tape, k, X, X, rate, u)), "ln1");
+        out = ln(autograd::add(tape, A, ffn(tape, st, k, A, rate, u)), "ln2");
+      }
+      X = cfg_.controller.enabled ? autograd::select_blend(tape, st.mask, k, out, X) : out;
+    }
+    if (cfg_.final_ln) X = autograd::layernorm(tape, X, p(tape, "final_ln.weight"), p(tape, "final_ln.bias"), eps);
+    return X;
+  }
+
+  ModelConfig cfg_;
+  ParamSet<T> params_;
+  int item_emb_ = -1;
+};
+
+}  // namespace fofa::train
