@@ -106,6 +106,13 @@ FOFA_KERNELS_SELECT_API std::span<const KernelTable* const> available_kernels();
 // The table with this name, or nullptr when not compiled in / not supported by the CPU.
 FOFA_KERNELS_SELECT_API const KernelTable* find_kernels(const char* name);
 
+namespace detail {
+// Allocation and the foreign-matrix error for the SIMD families. Out of line in dispatch
+// builds, so the per-ISA translation units instantiate no shared non-template code.
+FOFA_KERNELS_SELECT_API void resize_packed(PackedMatrix& p, index_t floats);
+[[noreturn]] FOFA_KERNELS_SELECT_API void throw_foreign_matrix(const char* family);
+}  // namespace detail
+
 }  // namespace fofa::kernels
 
 #if !defined(FOFA_DISPATCH)

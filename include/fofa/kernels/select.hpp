@@ -8,6 +8,7 @@
 
 #include <cstring>
 #include <span>
+#include <string>
 
 #include "fofa/kernels/kernel_table.hpp"
 #include "fofa/kernels/scalar.hpp"
@@ -31,6 +32,10 @@ inline const KernelTable* compiled_best_table() {
 #else
   return &scalar::table;
 #endif
+}
+inline void resize_packed(PackedMatrix& p, index_t floats) { p.data.resize(floats); }
+[[noreturn]] inline void throw_foreign_matrix(const char* family) {
+  throw Error(std::string("fofa: ") + family + " kernel given a matrix packed by another kernel family");
 }
 }  // namespace detail
 

@@ -1,2 +1,603 @@
-// fofa/kernels/simd_table.hpp — xsimd kernel families (in progress).
+// fofa/kernels/simd_table.hpp — the xsimd kernel families, one per architecture.
+//
+// Every function here is a template on the xsimd Arch (xsimd::avx512bw, xsimd::fma3<avx2>,
+// xsimd::neon64), so each ISA's instantiation is its own symbol and per-ISA translation
+// units compiled with different flags never share code (see src/kernels/). `table<Arch>`
+// is that family's KernelTable.
+//
+// GEMM: W [N, K] is packed once into column panels of NR = NVmax * W floats (W = lanes per
+// vector): each panel holds K rows of NR floats (k-major) then its bias row, zero-padded
+// past N. A micro-kernel keeps an MR x NR block of y in registers, starts it at the bias,
+// adds x[m, k] * panel[k, :] with one FMA per vector for k ascending (the order of
+// reference::linear, so the result is bit-exact before the activation), then applies the
+// activation and the optional accumulate in the store. Rows are split into near-equal
+// tiles of at most MRmax rows so no tail tile is tiny; column tails use a narrower panel
+// and a partial store. GEMV splits k over several accumulator chains (latency-bound with
+// one row), so it is not bit-exact: within a few ulp of the reference.
 #pragma once
+
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <utility>
+
+#include <xsimd/xsimd.hpp>
+#if defined(__x86_64__) || defined(_M_X64)
+#include <immintrin.h>
+#endif
+
+#include "fofa/kernels/kernel_table.hpp"
+
+#define FOFA_KERNELS_HAVE_SIMD 1
+
+// GCC 12 reports _mm512_undefined_ps() inside its own AVX-512 intrinsics as "may be used
+// uninitialized" (a false positive) wherever they are inlined into this file.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+
+namespace fofa::kernels::simd {
+
+template <class Arch>
+using Vec = xsimd::batch<float, Arch>;
+
+template <class Arch>
+struct Traits {
+  static constexpr int W = static_cast<int>(Vec<Arch>::size);
+  static constexpr int regs = W == 8 ? 16 : 32;   // AVX2: 16 ymm; AVX-512 and NEON: 32
+  static constexpr int nv_max = W == 8 ? 2 : 4;   // panel width NR = nv_max * W (64 / 16 / 16 floats)
+  static constexpr int NR = nv_max * W;
+  // Rows per micro-tile for a panel of nv vectors: accumulators + nv loads + 1 broadcast fit in registers.
+  static constexpr int mr_max(int nv) { return (regs - nv - 1) / nv > 8 ? 8 : (regs - nv - 1) / nv; }
+  static constexpr const char* name = W == 16 ? "avx512" : W == 8 ? "avx2" : "neon";
+};
+
+// The family's table (defined at the end); its address marks matrices this family packed.
+template <class Arch>
+const KernelTable* family();
+
+// a * b + c with one rounding. xsimd 8.1's fma on plain AVX-512 batches may be mul + add.
+template <class Arch>
+inline Vec<Arch> fmadd(Vec<Arch> a, Vec<Arch> b, Vec<Arch> c) {
+#if defined(__AVX512F__)
+  if constexpr (Traits<Arch>::W == 16) return Vec<Arch>(_mm512_fmadd_ps(a, b, c));
+#endif
+  return xsimd::fma(a, b, c);
+}
+
+// First n (< W) lanes from p, the others `fill` (no read past p + n).
+template <class Arch>
+inline Vec<Arch> load_part(const float* p, index_t n, float fill = 0.0f) {
+  alignas(64) float t[Traits<Arch>::W];
+  for (int i = 0; i < Traits<Arch>::W; ++i) t[i] = i < n ? p[i] : fill;
+  return Vec<Arch>::load_aligned(t);
+}
+template <class Arch>
+inline void store_part(Vec<Arch> v, float* p, index_t n) {
+  alignas(64) float t[Traits<Arch>::W];
+  v.store_aligned(t);
+  for (int i = 0; i < Traits<Arch>::W; ++i)  // constant trip count: GCC 12 misreads a memcpy of n here
+    if (i < n) p[i] = t[i];
+}
+
+// Largest lane (xsimd 8.1 has no horizontal max).
+template <class Arch>
+inline float hmax(Vec<Arch> v) {
+  alignas(64) float t[Traits<Arch>::W];
+  v.store_aligned(t);
+  float m = t[0];
+  for (int i = 1; i < Traits<Arch>::W; ++i) m = t[i] > m ? t[i] : m;
+  return m;
+}
+
+template <class Arch>
+inline Vec<Arch> gelu(Vec<Arch> v) {
+  using V = Vec<Arch>;
+  return V(0.5f) * v * (V(1.0f) + xsimd::erf(v * V(0.70710678118654752440f)));
+}
+template <class Arch>
+inline Vec<Arch> activate(Vec<Arch> v, Activation act) {
+  if (act == Activation::relu) return xsimd::max(v, Vec<Arch>(0.0f));
+  if (act == Activation::gelu) return gelu<Arch>(v);
+  return v;
+}
+
+// Applies act, adds the old y when accumulating, and stores n_valid columns of one row.
+template <class Arch, int NV>
+inline void store_row(const Vec<Arch>* c, float* y, index_t n_valid, Activation act, bool accumulate) {
+  using V = Vec<Arch>;
+  constexpr int W = Traits<Arch>::W;
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) {
+    const index_t left = n_valid - j * W;
+    if (left <= 0) break;
+    V v = activate<Arch>(c[j], act);
+    if (left >= W) {
+      if (accumulate) v = V::load_unaligned(y + j * W) + v;
+      v.store_unaligned(y + j * W);
+    } else {
+      if (accumulate) v = load_part<Arch>(y + j * W, left) + v;
+      store_part<Arch>(v, y + j * W, left);
+    }
+  }
+}
+
+// y[MR, n_valid] = act(bias + x[MR, K] b[K, NV*W]) (+ y); b rows ldb apart; bias nullptr = 0.
+template <class Arch, int MR, int NV>
+inline void gemm_tile(index_t K, const float* x, index_t ldx, const float* b, index_t ldb, const float* bias, float* y,
+                      index_t ldy, index_t n_valid, Activation act, bool accumulate) {
+  using V = Vec<Arch>;
+  constexpr int W = Traits<Arch>::W;
+  V c[MR][NV];
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) {
+    const V init = bias ? V::load_unaligned(bias + j * W) : V(0.0f);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) c[i][j] = init;
+  }
+  for (index_t k = 0; k < K; ++k) {
+    V bv[NV];
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) bv[j] = V::load_unaligned(b + k * ldb + j * W);
+#pragma GCC unroll 8
+    for (int i = 0; i < MR; ++i) {
+      const V a(x[i * ldx + k]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) c[i][j] = fmadd<Arch>(a, bv[j], c[i][j]);
+    }
+  }
+#pragma GCC unroll 8
+  for (int i = 0; i < MR; ++i) store_row<Arch, NV>(c[i], y + i * ldy, n_valid, act, accumulate);
+}
+
+template <class Arch, int NV, int MR = 1>
+inline void gemm_tile_rows(index_t mr, index_t K, const float* x, index_t ldx, const float* b, index_t ldb,
+                           const float* bias, float* y, index_t ldy, index_t n_valid, Activation act,
+                           bool accumulate) {
+  if constexpr (MR <= Traits<Arch>::mr_max(NV)) {
+    if (mr == MR) return gemm_tile<Arch, MR, NV>(K, x, ldx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
+    gemm_tile_rows<Arch, NV, MR + 1>(mr, K, x, ldx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
+  }
+}
+
+// All M rows against one panel of NV vectors, in near-equal tiles of at most mr_max(NV) rows.
+template <class Arch, int NV>
+inline void gemm_panel(index_t M, index_t K, const float* x, index_t ldx, const float* b, index_t ldb,
+                       const float* bias, float* y, index_t ldy, index_t n_valid, Activation act, bool accumulate) {
+  constexpr index_t mrx = Traits<Arch>::mr_max(NV);
+  if (M <= 0) return;
+  const index_t tiles = (M + mrx - 1) / mrx;
+  const index_t base = M / tiles, extra = M % tiles;
+  index_t m = 0;
+  for (index_t t = 0; t < tiles; ++t) {
+    const index_t mr = base + (t < extra ? 1 : 0);
+    gemm_tile_rows<Arch, NV>(mr, K, x + m * ldx, ldx, b, ldb, bias, y + m * ldy, ldy, n_valid, act, accumulate);
+    m += mr;
+  }
+}
+
+template <class Arch, int NV = 1>
+inline void gemm_panel_nv(int nv, index_t M, index_t K, const float* x, index_t ldx, const float* b, index_t ldb,
+                          const float* bias, float* y, index_t ldy, index_t n_valid, Activation act, bool accumulate) {
+  if constexpr (NV <= Traits<Arch>::nv_max) {
+    if (nv == NV) return gemm_panel<Arch, NV>(M, K, x, ldx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
+    gemm_panel_nv<Arch, NV + 1>(nv, M, K, x, ldx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
+  }
+}
+
+template <class Arch>
+inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const float* bias, PackedMatrix& out) {
+  constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
+  const index_t panels = (N + NR - 1) / NR;
+  detail::resize_packed(out, panels * (K + 1) * NR);
+  for (index_t p = 0; p < panels; ++p) {
+    const index_t n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
+    const index_t width = (nr + W - 1) / W * W;
+    float* dst = out.data.data() + p * (K + 1) * NR;
+    for (index_t k = 0; k < K; ++k)
+      for (index_t j = 0; j < width; ++j) dst[k * width + j] = j < nr ? w[(n0 + j) * ldw + k] : 0.0f;
+    for (index_t j = 0; j < width; ++j) dst[K * width + j] = (j < nr && bias) ? bias[n0 + j] : 0.0f;
+  }
+  out.K = K;
+  out.N = N;
+  out.family = family<Arch>();
+}
+
+template <class Arch>
+inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, float* y, index_t ldy, Activation act,
+                 bool accumulate) {
+  if (w.family != family<Arch>()) detail::throw_foreign_matrix(Traits<Arch>::name);
+  constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
+  const index_t K = w.K, N = w.N;
+  for (index_t n0 = 0; n0 < N; n0 += NR) {
+    const index_t nr = N - n0 < NR ? N - n0 : NR;
+    const int nv = static_cast<int>((nr + W - 1) / W);
+    const float* panel = w.data.data() + (n0 / NR) * (K + 1) * NR;
+    gemm_panel_nv<Arch>(nv, M, K, x, ldx, panel, nv * W, panel + K * nv * W, y + n0, ldy, nr, act, accumulate);
+  }
+}
+
+// One row against one panel, k split over CH accumulator chains summed pairwise at the end.
+template <class Arch, int NV, int CH>
+inline void gemv_panel(index_t K, const float* x, const float* b, const float* bias, float* y, index_t n_valid,
+                       Activation act, bool accumulate) {
+  using V = Vec<Arch>;
+  constexpr int W = Traits<Arch>::W, ld = NV * W;
+  V c[CH][NV];
+#pragma GCC unroll 8
+  for (int j = 0; j < NV; ++j) {
+    c[0][j] = V::load_unaligned(bias + j * W);
+#pragma GCC unroll 8
+    for (int h = 1; h < CH; ++h) c[h][j] = V(0.0f);
+  }
+  index_t k = 0;
+  for (; k + CH <= K; k += CH) {
+#pragma GCC unroll 8
+    for (int h = 0; h < CH; ++h) {
+      const V a(x[k + h]);
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) c[h][j] = fmadd<Arch>(a, V::load_unaligned(b + (k + h) * ld + j * W), c[h][j]);
+    }
+  }
+  for (; k < K; ++k) {
+    const V a(x[k]);
+#pragma GCC unroll 8
+    for (int j = 0; j < NV; ++j) c[0][j] = fmadd<Arch>(a, V::load_unaligned(b + k * ld + j * W), c[0][j]);
+  }
+#pragma GCC unroll 8
+  for (int s = 1; s < CH; s *= 2)
+#pragma GCC unroll 8
+    for (int h = 0; h + s < CH; h += 2 * s)
+#pragma GCC unroll 8
+      for (int j = 0; j < NV; ++j) c[h][j] = c[h][j] + c[h + s][j];
+  store_row<Arch, NV>(c[0], y, n_valid, act, accumulate);
+}
+
+template <class Arch, int NV = 1>
+inline void gemv_panel_nv(int nv, index_t K, const float* x, const float* b, const float* bias, float* y,
+                          index_t n_valid, Activation act, bool accumulate) {
+  if constexpr (NV <= Traits<Arch>::nv_max) {
+    // Enough independent chains to cover FMA latency x throughput (8 on current cores).
+    constexpr int CH = NV >= 3 ? 2 : NV == 2 ? 4 : 8;
+    if (nv == NV) return gemv_panel<Arch, NV, CH>(K, x, b, bias, y, n_valid, act, accumulate);
+    gemv_panel_nv<Arch, NV + 1>(nv, K, x, b, bias, y, n_valid, act, accumulate);
+  }
+}
+
+template <class Arch>
+inline void gemv(const float* x, const PackedMatrix& w, float* y, Activation act, bool accumulate) {
+  if (w.family != family<Arch>()) detail::throw_foreign_matrix(Traits<Arch>::name);
+  constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
+  const index_t K = w.K, N = w.N;
+  for (index_t n0 = 0; n0 < N; n0 += NR) {
+    const index_t nr = N - n0 < NR ? N - n0 : NR;
+    const int nv = static_cast<int>((nr + W - 1) / W);
+    const float* panel = w.data.data() + (n0 / NR) * (K + 1) * NR;
+    gemv_panel_nv<Arch>(nv, K, x, panel, panel + K * nv * W, y + n0, nr, act, accumulate);
+  }
+}
+
+// ---- row-wise and element-wise ops (tails through zero/fill-padded partial vectors) ----
+
+template <class Arch>
+inline float sum_row(const float* x, index_t n, float shift) {  // sum of (x - shift)^2 if shift is finite
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  V acc0(0.0f), acc1(0.0f);
+  const V s(shift);
+  index_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    const V d0 = V::load_unaligned(x + i) - s, d1 = V::load_unaligned(x + i + W) - s;
+    acc0 = fmadd<Arch>(d0, d0, acc0);
+    acc1 = fmadd<Arch>(d1, d1, acc1);
+  }
+  for (; i + W <= n; i += W) {
+    const V d0 = V::load_unaligned(x + i) - s;
+    acc0 = fmadd<Arch>(d0, d0, acc0);
+  }
+  if (i < n) {
+    const V d0 = load_part<Arch>(x + i, n - i, shift) - s;
+    acc1 = fmadd<Arch>(d0, d0, acc1);
+  }
+  return xsimd::hadd(acc0 + acc1);
+}
+
+template <class Arch>
+inline void layernorm(index_t rows, index_t d, const float* x, index_t ldx, const float* gamma, const float* beta,
+                      float eps, float* y, index_t ldy) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  if (d <= 0) return;
+  for (index_t r = 0; r < rows; ++r) {
+    const float* xr = x + r * ldx;
+    float* yr = y + r * ldy;
+    V acc(0.0f);
+    index_t i = 0;
+    for (; i + W <= d; i += W) acc = acc + V::load_unaligned(xr + i);
+    if (i < d) acc = acc + load_part<Arch>(xr + i, d - i);
+    const float mean = xsimd::hadd(acc) / static_cast<float>(d);
+    const float var = sum_row<Arch>(xr, d, mean) / static_cast<float>(d);
+    const V inv(1.0f / std::sqrt(var + eps)), m(mean);
+    for (i = 0; i < d; i += W) {
+      const index_t n = d - i < W ? d - i : W;
+      const V xv = n == W ? V::load_unaligned(xr + i) : load_part<Arch>(xr + i, n);
+      const V g = gamma ? (n == W ? V::load_unaligned(gamma + i) : load_part<Arch>(gamma + i, n)) : V(1.0f);
+      const V b = beta ? (n == W ? V::load_unaligned(beta + i) : load_part<Arch>(beta + i, n)) : V(0.0f);
+      const V out = (xv - m) * inv * g + b;
+      if (n == W)
+        out.store_unaligned(yr + i);
+      else
+        store_part<Arch>(out, yr + i, n);
+    }
+  }
+}
+
+template <class Arch>
+inline void fill_zero(float* p, index_t n) {
+  for (index_t i = 0; i < n; ++i) p[i] = 0.0f;
+}
+
+// Softmax of xr[b, e) in place (scaled by `scale` first); assumes e > b.
+template <class Arch>
+inline void softmax_span(float* xr, index_t b, index_t e, float scale) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  const float ninf = -std::numeric_limits<float>::infinity();
+  const V sc(scale);
+  V mx(ninf);
+  index_t i = b;
+  for (; i + W <= e; i += W) mx = xsimd::max(mx, V::load_unaligned(xr + i) * sc);
+  if (i < e) mx = xsimd::max(mx, load_part<Arch>(xr + i, e - i, ninf) * sc);
+  const V m(hmax<Arch>(mx));
+  V sum(0.0f);
+  for (i = b; i + W <= e; i += W) {
+    const V p = xsimd::exp(V::load_unaligned(xr + i) * sc - m);
+    p.store_unaligned(xr + i);
+    sum = sum + p;
+  }
+  if (i < e) {
+    const V p = xsimd::exp(load_part<Arch>(xr + i, e - i, ninf) * sc - m);
+    store_part<Arch>(p, xr + i, e - i);
+    sum = sum + p;
+  }
+  const V inv(1.0f / xsimd::hadd(sum));
+  for (i = b; i + W <= e; i += W) (V::load_unaligned(xr + i) * inv).store_unaligned(xr + i);
+  if (i < e) store_part<Arch>(load_part<Arch>(xr + i, e - i) * inv, xr + i, e - i);
+}
+
+template <class Arch>
+inline void softmax_rows(index_t rows, index_t cols, float* x, index_t ldx, bool causal, index_t causal_offset,
+                         index_t col_begin) {
+  const index_t b = col_begin > 0 ? col_begin : 0;
+  for (index_t r = 0; r < rows; ++r) {
+    float* xr = x + r * ldx;
+    index_t e = cols;
+    if (causal) {
+      const index_t lim = causal_offset + r + 1 > 0 ? causal_offset + r + 1 : 0;
+      e = lim < cols ? lim : cols;
+    }
+    if (e <= b) {
+      fill_zero<Arch>(xr, cols);
+      continue;
+    }
+    fill_zero<Arch>(xr, b);
+    softmax_span<Arch>(xr, b, e, 1.0f);
+    fill_zero<Arch>(xr + e, cols - e);
+  }
+}
+
+template <class Arch>
+inline Vec<Arch> apply_unary(UnaryOp op, Vec<Arch> v) {
+  using V = Vec<Arch>;
+  switch (op) {
+    case UnaryOp::relu: return xsimd::max(v, V(0.0f));
+    case UnaryOp::gelu: return gelu<Arch>(v);
+    case UnaryOp::tanh: return xsimd::tanh(v);
+    case UnaryOp::sigmoid: return V(1.0f) / (V(1.0f) + xsimd::exp(-v));
+  }
+  return v;
+}
+
+template <class Arch>
+inline void unary(UnaryOp op, index_t n, const float* x, float* y) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  index_t i = 0;
+  for (; i + W <= n; i += W) apply_unary<Arch>(op, V::load_unaligned(x + i)).store_unaligned(y + i);
+  if (i < n) store_part<Arch>(apply_unary<Arch>(op, load_part<Arch>(x + i, n - i)), y + i, n - i);
+}
+
+template <class Arch>
+inline void add_scaled(index_t n, const float* a, float s, const float* b, float* y) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  const V sv(s);
+  index_t i = 0;
+  for (; i + W <= n; i += W) (V::load_unaligned(a + i) + sv * V::load_unaligned(b + i)).store_unaligned(y + i);
+  if (i < n) store_part<Arch>(load_part<Arch>(a + i, n - i) + sv * load_part<Arch>(b + i, n - i), y + i, n - i);
+}
+
+template <class Arch>
+inline void mul(index_t n, const float* a, const float* b, float* y) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  index_t i = 0;
+  for (; i + W <= n; i += W) (V::load_unaligned(a + i) * V::load_unaligned(b + i)).store_unaligned(y + i);
+  if (i < n) store_part<Arch>(load_part<Arch>(a + i, n - i) * load_part<Arch>(b + i, n - i), y + i, n - i);
+}
+
+template <class Arch>
+inline void gather_rows(index_t rows, index_t d, const float* table, index_t ldt, const std::int32_t* ids,
+                        float scale, const float* add, index_t lda, float* out, index_t ldo) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  const V sv(scale);
+  for (index_t r = 0; r < rows; ++r) {
+    const float* src = table + static_cast<index_t>(ids[r]) * ldt;
+    const float* ad = add ? add + r * lda : nullptr;
+    float* o = out + r * ldo;
+    index_t i = 0;
+    for (; i + W <= d; i += W) {
+      V v = sv * V::load_unaligned(src + i);
+      if (ad) v = v + V::load_unaligned(ad + i);
+      v.store_unaligned(o + i);
+    }
+    if (i < d) {
+      V v = sv * load_part<Arch>(src + i, d - i);
+      if (ad) v = v + load_part<Arch>(ad + i, d - i);
+      store_part<Arch>(v, o + i, d - i);
+    }
+  }
+}
+
+template <class Arch>
+inline float dot(const float* a, const float* b, index_t n) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  V acc0(0.0f), acc1(0.0f);
+  index_t i = 0;
+  for (; i + 2 * W <= n; i += 2 * W) {
+    acc0 = fmadd<Arch>(V::load_unaligned(a + i), V::load_unaligned(b + i), acc0);
+    acc1 = fmadd<Arch>(V::load_unaligned(a + i + W), V::load_unaligned(b + i + W), acc1);
+  }
+  for (; i + W <= n; i += W) acc0 = fmadd<Arch>(V::load_unaligned(a + i), V::load_unaligned(b + i), acc0);
+  if (i < n) acc1 = fmadd<Arch>(load_part<Arch>(a + i, n - i), load_part<Arch>(b + i, n - i), acc1);
+  return xsimd::hadd(acc0 + acc1);
+}
+
+template <class Arch>
+inline void dot_rows(index_t rows, index_t d, const float* u, const float* m, index_t ldm, float* out) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  index_t r = 0;
+  if (d % W == 0) {  // four rows at once share the loads of u
+    for (; r + 4 <= rows; r += 4) {
+      const float* m0 = m + r * ldm;
+      V a0(0.0f), a1(0.0f), a2(0.0f), a3(0.0f);
+      for (index_t i = 0; i < d; i += W) {
+        const V uv = V::load_unaligned(u + i);
+        a0 = fmadd<Arch>(uv, V::load_unaligned(m0 + i), a0);
+        a1 = fmadd<Arch>(uv, V::load_unaligned(m0 + ldm + i), a1);
+        a2 = fmadd<Arch>(uv, V::load_unaligned(m0 + 2 * ldm + i), a2);
+        a3 = fmadd<Arch>(uv, V::load_unaligned(m0 + 3 * ldm + i), a3);
+      }
+      out[r] = xsimd::hadd(a0);
+      out[r + 1] = xsimd::hadd(a1);
+      out[r + 2] = xsimd::hadd(a2);
+      out[r + 3] = xsimd::hadd(a3);
+    }
+  }
+  for (; r < rows; ++r) out[r] = dot<Arch>(u, m + r * ldm, d);
+}
+
+// ---- attention ----
+
+// Any head width: one query row and one key at a time (scores in scratch).
+template <class Arch>
+inline void attention_head_rowwise(const AttentionArgs& a, index_t c0) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  const index_t dh = a.head_dim, kb = a.key_begin > 0 ? a.key_begin : 0;
+  float* s = a.scratch;
+  for (index_t i = 0; i < a.q_rows; ++i) {
+    const index_t last = a.q_offset + i;
+    float* o = a.out + i * a.ldo + c0;
+    fill_zero<Arch>(o, dh);
+    if (last < kb) continue;
+    const float* qi = a.q + i * a.ldq + c0;
+    for (index_t j = kb; j <= last; ++j) s[j] = dot<Arch>(qi, a.k + j * a.ldk + c0, dh);
+    softmax_span<Arch>(s, kb, last + 1, a.scale);
+    for (index_t c = 0; c < dh; c += W) {
+      const index_t n = dh - c < W ? dh - c : W;
+      V acc(0.0f);
+      for (index_t j = kb; j <= last; ++j) {
+        const float* vj = a.v + j * a.ldv + c0 + c;
+        acc = fmadd<Arch>(V(s[j]), n == W ? V::load_unaligned(vj) : load_part<Arch>(vj, n), acc);
+      }
+      store_part<Arch>(acc, o + c, n);
+    }
+  }
+}
+
+// head_dim a multiple of W and <= kAttentionFastHeadDim: K^T in scratch, then blocks of
+// kAttentionRowBlock query rows do S = Q K^T and O = P V with the GEMM micro-kernels.
+template <class Arch>
+inline void attention_head_blocked(const AttentionArgs& a, index_t c0) {
+  constexpr index_t W = Traits<Arch>::W, NR = Traits<Arch>::NR;
+  const index_t dh = a.head_dim, keys = a.q_offset + a.q_rows;
+  const index_t kb = a.key_begin > 0 ? a.key_begin : 0;
+  if (kb >= keys) {  // every key is padding
+    for (index_t i = 0; i < a.q_rows; ++i) fill_zero<Arch>(a.out + i * a.ldo + c0, dh);
+    return;
+  }
+  const index_t lp = aligned_count<float>(keys);  // row stride of K^T and of the score block
+  const index_t kb0 = kb / W * W;                 // first key column computed (vector aligned)
+  float* kt = a.scratch;
+  float* sc = a.scratch + kAttentionFastHeadDim * lp;
+  const index_t kend = (keys + W - 1) / W * W;
+  for (index_t c = 0; c < dh; ++c) {
+    float* row = kt + c * lp;
+    for (index_t j = kb0; j < keys; ++j) row[j] = a.k[j * a.ldk + c0 + c];
+    for (index_t j = keys; j < kend; ++j) row[j] = 0.0f;
+  }
+  for (index_t i0 = 0; i0 < a.q_rows; i0 += kAttentionRowBlock) {
+    const index_t rows = a.q_rows - i0 < kAttentionRowBlock ? a.q_rows - i0 : kAttentionRowBlock;
+    const index_t last = a.q_offset + i0 + rows - 1;  // last key any row of the block sees
+    if (last < kb) {
+      for (index_t i = 0; i < rows; ++i) fill_zero<Arch>(a.out + (i0 + i) * a.ldo + c0, dh);
+      continue;
+    }
+    const index_t jend = (last + 1 + W - 1) / W * W;
+    for (index_t j = kb0; j < jend; j += NR) {
+      const index_t n = jend - j < NR ? jend - j : NR;
+      gemm_panel_nv<Arch>(static_cast<int>(n / W), rows, dh, a.q + i0 * a.ldq + c0, a.ldq, kt + j, lp, nullptr,
+                          sc + j, lp, n, Activation::none, false);
+    }
+    for (index_t i = 0; i < rows; ++i) {
+      float* sr = sc + i * lp;
+      const index_t e = a.q_offset + i0 + i + 1;  // keys [kb, e)
+      if (e <= kb) {
+        fill_zero<Arch>(sr + kb0, jend - kb0);
+        continue;
+      }
+      fill_zero<Arch>(sr + kb0, kb - kb0);
+      softmax_span<Arch>(sr, kb, e, a.scale);
+      fill_zero<Arch>(sr + e, jend - e);
+    }
+    for (index_t c = 0; c < dh; c += NR) {  // O = P V, V read in place
+      const index_t n = dh - c < NR ? dh - c : NR;
+      gemm_panel_nv<Arch>(static_cast<int>(n / W), rows, last + 1 - kb, sc + kb, lp, a.v + kb * a.ldv + c0 + c,
+                          a.ldv, nullptr, a.out + i0 * a.ldo + c0 + c, a.ldo, n, Activation::none, false);
+    }
+  }
+}
+
+template <class Arch>
+inline void attention(const AttentionArgs& a) {
+  constexpr index_t W = Traits<Arch>::W;
+  const bool blocked = a.head_dim % W == 0 && a.head_dim <= kAttentionFastHeadDim;
+  for (index_t h = 0; h < a.heads; ++h) {
+    if (blocked)
+      attention_head_blocked<Arch>(a, h * a.head_dim);
+    else
+      attention_head_rowwise<Arch>(a, h * a.head_dim);
+  }
+}
+
+template <class Arch>
+inline constexpr KernelTable table{Traits<Arch>::name, &pack_linear<Arch>, &gemm<Arch>,        &gemv<Arch>,
+                                   &layernorm<Arch>,   &softmax_rows<Arch>, &unary<Arch>,      &add_scaled<Arch>,
+                                   &mul<Arch>,         &gather_rows<Arch>,  &dot_rows<Arch>,   &attention<Arch>};
+
+template <class Arch>
+const KernelTable* family() {
+  return &table<Arch>;
+}
+
+}  // namespace fofa::kernels::simd
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

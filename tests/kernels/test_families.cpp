@@ -1,0 +1,292 @@
+// Every kernel family compiled into this binary and supported by the CPU, against the scalar
+// references, over odd shapes and every tail. Tolerances, per op:
+//   gemm none/relu, mul, relu          bit-exact (same FMA order as reference::linear)
+//   gemm/gemv gelu, unary gelu/tanh/sigmoid   |d| <= 4e-6 * (1 + |ref|)  (SIMD erf/exp/tanh)
+//   gemv                               |d| <= 2e-6 * sum_k |x_k w_nk| + |b|  (k split over chains)
+//   layernorm, softmax, attention, dot_rows, add_scaled, gather   |d| <= 2e-5 * (1 + |ref|)
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "fofa/kernels/kernels.hpp"
+
+using namespace fofa;
+using namespace fofa::kernels;
+
+namespace {
+
+std::vector<float> random_vec(std::size_t n, unsigned seed, float lo = -1.0f, float hi = 1.0f) {
+  std::mt19937 rng(seed);
+  std::uniform_real_distribution<float> u(lo, hi);
+  std::vector<float> v(n);
+  for (auto& x : v) x = u(rng);
+  return v;
+}
+
+// Counts elements of got outside |got - want| <= atol + rtol * |want| (NaN counts as outside).
+std::size_t count_far(const float* got, const float* want, std::size_t n, float atol, float rtol) {
+  std::size_t bad = 0;
+  for (std::size_t i = 0; i < n; ++i)
+    if (!(std::fabs(got[i] - want[i]) <= atol + rtol * std::fabs(want[i]))) ++bad;
+  return bad;
+}
+
+std::vector<const KernelTable*> simd_tables() {
+  std::vector<const KernelTable*> out;
+  for (const KernelTable* t : available_kernels())
+    if (t != &scalar_kernels()) out.push_back(t);
+  return out;
+}
+
+const std::vector<index_t> kRowsM = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 17, 31, 50, 65};
+const std::vector<index_t> kColsN = {1, 2, 3, 4, 5, 7, 8, 9, 15, 16, 17, 31, 32, 33, 47, 48, 49, 63, 64, 65, 127, 129};
+const std::vector<index_t> kDepthK = {0, 1, 3, 7, 16, 17, 64, 65};
+
+}  // namespace
+
+TEST_CASE("the dispatcher lists scalar first and kernels() among the available tables") {
+  auto all = available_kernels();
+  REQUIRE(!all.empty());
+  CHECK(all[0] == &scalar_kernels());
+  bool found = false;
+  for (const KernelTable* t : all) {
+    found = found || t == &fofa::kernels::kernels();
+    CHECK(find_kernels(t->name) == t);
+  }
+  CHECK(found);
+  CHECK(find_kernels("no-such-isa") == nullptr);
+  CHECK(find_kernels(nullptr) == nullptr);
+  MESSAGE("kernel tables: ", all.size(), ", selected: ", std::string(fofa::kernels::kernels().name));
+}
+
+TEST_CASE("gemm matches reference::linear bit-exactly (none, relu) over every M/N/K tail") {
+  for (const KernelTable* t : available_kernels()) {
+    CAPTURE(t->name);
+    for (index_t N : kColsN) {
+      for (index_t K : kDepthK) {
+        const index_t ldw = K + 2;
+        auto w = random_vec(static_cast<std::size_t>(N * ldw), static_cast<unsigned>(N * 131 + K));
+        auto b = random_vec(static_cast<std::size_t>(N), static_cast<unsigned>(N + 7));
+        const bool with_bias = (N + K) % 3 != 0;
+        PackedMatrix p;
+        t->pack_linear(N, K, w.data(), ldw, with_bias ? b.data() : nullptr, p);
+        REQUIRE(p.N == N);
+        REQUIRE(p.K == K);
+        for (index_t M : kRowsM) {
+          const index_t ldx = K + 3, ldy = N + 5;
+          auto x = random_vec(static_cast<std::size_t>(M * ldx), static_cast<unsigned>(M * 7 + N * 3 + K));
+          for (Activation act : {Activation::none, Activation::relu}) {
+            for (bool accumulate : {false, true}) {
+              CAPTURE(M); CAPTURE(N); CAPTURE(K); CAPTURE(static_cast<int>(act)); CAPTURE(accumulate);
+              auto y = random_vec(static_cast<std::size_t>(M * ldy), 99);
+              auto want = y;
+              reference::linear<float>(M, N, K, x.data(), ldx, w.data(), ldw, with_bias ? b.data() : nullptr,
+                                       want.data(), ldy, act, accumulate);
+              t->gemm(M, x.data(), ldx, p, y.data(), ldy, act, accumulate);
+              // Whole buffer, so writes into the stride gap (columns N..ldy) would be caught too.
+              REQUIRE(count_far(y.data(), want.data(), y.size(), 0.0f, 0.0f) == 0);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm with gelu within tolerance; gemv within tolerance of the reference") {
+  for (const KernelTable* t : available_kernels()) {
+    CAPTURE(t->name);
+    for (index_t N : kColsN) {
+      for (index_t K : {0, 1, 5, 16, 33, 64, 256}) {
+        auto w = random_vec(static_cast<std::size_t>(N * K), static_cast<unsigned>(3 * N + K));
+        auto b = random_vec(static_cast<std::size_t>(N), 5);
+        PackedMatrix p;
+        t->pack_linear(N, K, w.data(), K, b.data(), p);
+        for (index_t M : {1, 3, 7, 13}) {
+          auto x = random_vec(static_cast<std::size_t>(M * K), static_cast<unsigned>(M + N + K));
+          std::vector<float> y(static_cast<std::size_t>(M * N)), want(y.size());
+          reference::linear<float>(M, N, K, x.data(), K, w.data(), K, b.data(), want.data(), N, Activation::gelu);
+          t->gemm(M, x.data(), K, p, y.data(), N, Activation::gelu, false);
+          CAPTURE(M); CAPTURE(N); CAPTURE(K);
+          CHECK(count_far(y.data(), want.data(), y.size(), 4e-6f, 4e-6f) == 0);
+        }
+        // gemv: bound by the magnitude of the summands
+        auto x = random_vec(static_cast<std::size_t>(K), static_cast<unsigned>(K + 11));
+        for (Activation act : {Activation::none, Activation::relu, Activation::gelu}) {
+          for (bool accumulate : {false, true}) {
+            auto y = random_vec(static_cast<std::size_t>(N), 17);
+            auto want = y;
+            reference::linear<float>(1, N, K, x.data(), K, w.data(), K, b.data(), want.data(), N, act, accumulate);
+            t->gemv(x.data(), p, y.data(), act, accumulate);
+            for (index_t n = 0; n < N; ++n) {
+              float mag = std::fabs(b[static_cast<std::size_t>(n)]);
+              for (index_t k = 0; k < K; ++k) mag += std::fabs(x[static_cast<std::size_t>(k)] * w[static_cast<std::size_t>(n * K + k)]);
+              CAPTURE(N); CAPTURE(K); CAPTURE(n);
+              CHECK(std::fabs(y[static_cast<std::size_t>(n)] - want[static_cast<std::size_t>(n)]) <= 2e-6f * mag + 4e-6f);
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm propagates NaN and rejects matrices packed by another family") {
+  for (const KernelTable* t : available_kernels()) {
+    CAPTURE(t->name);
+    const index_t N = 19, K = 5;
+    auto w = random_vec(N * K, 1);
+    PackedMatrix p;
+    t->pack_linear(N, K, w.data(), K, nullptr, p);
+    auto x = random_vec(2 * K, 2);
+    x[3] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> y(2 * N);
+    t->gemm(2, x.data(), K, p, y.data(), N, Activation::none, false);
+    for (index_t n = 0; n < N; ++n) {
+      CHECK(std::isnan(y[static_cast<std::size_t>(n)]));
+      CHECK(!std::isnan(y[static_cast<std::size_t>(N + n)]));
+    }
+    for (const KernelTable* other : available_kernels()) {
+      if (other == t) continue;
+      CHECK_THROWS_AS(other->gemm(2, x.data(), K, p, y.data(), N, Activation::none, false), Error);
+      CHECK_THROWS_AS(other->gemv(x.data(), p, y.data(), Activation::none, false), Error);
+    }
+  }
+}
+
+TEST_CASE("layernorm, softmax and dot_rows over odd widths") {
+  for (const KernelTable* t : simd_tables()) {
+    CAPTURE(t->name);
+    for (index_t d : {1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 50, 64, 65, 100, 257}) {
+      const index_t rows = 5, ld = d + 3;
+      auto x = random_vec(static_cast<std::size_t>(rows * ld), static_cast<unsigned>(d), -3.0f, 5.0f);
+      auto g = random_vec(static_cast<std::size_t>(d), 3);
+      auto be = random_vec(static_cast<std::size_t>(d), 4);
+      std::vector<float> y(x.size(), 7.0f), want(x.size(), 7.0f);
+      CAPTURE(d);
+      reference::layernorm<float>(rows, d, x.data(), ld, g.data(), be.data(), 1e-8f, want.data(), ld);
+      t->layernorm(rows, d, x.data(), ld, g.data(), be.data(), 1e-8f, y.data(), ld);
+      CHECK(count_far(y.data(), want.data(), y.size(), 2e-5f, 2e-5f) == 0);
+      // in place, no affine
+      auto yi = x;
+      reference::layernorm<float>(rows, d, x.data(), ld, nullptr, nullptr, 1e-5f, want.data(), ld);
+      t->layernorm(rows, d, yi.data(), ld, nullptr, nullptr, 1e-5f, yi.data(), ld);
+      for (index_t r = 0; r < rows; ++r)
+        CHECK(count_far(yi.data() + r * ld, want.data() + r * ld, static_cast<std::size_t>(d), 2e-5f, 2e-5f) == 0);
+
+      // softmax: every causal offset / col_begin combination on a small grid
+      for (bool causal : {false, true}) {
+        for (index_t off : {0, 1, 5}) {
+          for (index_t cb : {index_t{0}, index_t{1}, d / 2, d}) {
+            auto s = random_vec(static_cast<std::size_t>(rows * ld), static_cast<unsigned>(d + off + cb), -8.0f, 8.0f);
+            auto sw = s;
+            CAPTURE(causal); CAPTURE(off); CAPTURE(cb);
+            reference::softmax_rows<float>(rows, d, sw.data(), ld, causal, off, cb);
+            t->softmax_rows(rows, d, s.data(), ld, causal, off, cb);
+            CHECK(count_far(s.data(), sw.data(), s.size(), 2e-6f, 2e-5f) == 0);
+          }
+        }
+      }
+
+      std::vector<float> dots(rows), dw(rows);
+      reference::dot_rows<float>(rows, d, g.data(), x.data(), ld, dw.data());
+      t->dot_rows(rows, d, g.data(), x.data(), ld, dots.data());
+      CHECK(count_far(dots.data(), dw.data(), dots.size(), 2e-5f * static_cast<float>(d), 2e-5f) == 0);
+      // contiguous rows take the 4-row path when d is a multiple of the vector width
+      std::vector<float> dots2(9), dw2(9);
+      auto m = random_vec(static_cast<std::size_t>(9 * d), 8);
+      reference::dot_rows<float>(9, d, g.data(), m.data(), d, dw2.data());
+      t->dot_rows(9, d, g.data(), m.data(), d, dots2.data());
+      CHECK(count_far(dots2.data(), dw2.data(), dots2.size(), 2e-5f * static_cast<float>(d), 2e-5f) == 0);
+    }
+  }
+}
+
+TEST_CASE("element-wise ops and gather over every tail length") {
+  for (const KernelTable* t : simd_tables()) {
+    CAPTURE(t->name);
+    for (index_t n : {0, 1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 64, 100}) {
+      CAPTURE(n);
+      auto x = random_vec(static_cast<std::size_t>(n) + 1, static_cast<unsigned>(n), -6.0f, 6.0f);
+      auto b = random_vec(static_cast<std::size_t>(n) + 1, static_cast<unsigned>(n + 1));
+      for (UnaryOp op : {UnaryOp::relu, UnaryOp::gelu, UnaryOp::tanh, UnaryOp::sigmoid}) {
+        std::vector<float> y(x.size(), 42.0f), want(x.size(), 42.0f);
+        reference::unary<float>(op, n, x.data(), want.data());
+        t->unary(op, n, x.data(), y.data());
+        CAPTURE(static_cast<int>(op));
+        const float tol = op == UnaryOp::relu ? 0.0f : 4e-6f;
+        CHECK(count_far(y.data(), want.data(), y.size(), tol, tol) == 0);  // incl. the untouched sentinel
+      }
+      std::vector<float> y(x.size(), 42.0f), want(x.size(), 42.0f);
+      reference::mul<float>(n, x.data(), b.data(), want.data());
+      t->mul(n, x.data(), b.data(), y.data());
+      CHECK(count_far(y.data(), want.data(), y.size(), 0.0f, 0.0f) == 0);
+      reference::add_scaled<float>(n, x.data(), -0.37f, b.data(), want.data());
+      t->add_scaled(n, x.data(), -0.37f, b.data(), y.data());
+      CHECK(count_far(y.data(), want.data(), y.size(), 1e-6f, 1e-6f) == 0);
+      auto yy = x;  // aliasing y == a
+      t->add_scaled(n, yy.data(), -0.37f, b.data(), yy.data());
+      reference::add_scaled<float>(n, x.data(), -0.37f, b.data(), want.data());
+      CHECK(count_far(yy.data(), want.data(), static_cast<std::size_t>(n), 1e-6f, 1e-6f) == 0);
+
+      // gather: ids in any order, with and without the addend
+      const index_t rows = 4, V = 9;
+      auto table = random_vec(static_cast<std::size_t>(V * (n + 2)), 12);
+      auto add = random_vec(static_cast<std::size_t>(rows * (n + 1)), 13);
+      const std::int32_t ids[] = {8, 0, 3, 3};
+      for (bool with_add : {false, true}) {
+        std::vector<float> o(static_cast<std::size_t>(rows * (n + 4)), 5.0f), ow = o;
+        reference::gather_rows<float>(rows, n, table.data(), n + 2, ids, 8.0f, with_add ? add.data() : nullptr, n + 1,
+                                      ow.data(), n + 4);
+        t->gather_rows(rows, n, table.data(), n + 2, ids, 8.0f, with_add ? add.data() : nullptr, n + 1, o.data(), n + 4);
+        CHECK(count_far(o.data(), ow.data(), o.size(), 1e-6f, 1e-6f) == 0);
+      }
+    }
+  }
+}
+
+TEST_CASE("attention matches the reference: cached rows, padding, every head width, up to 512 keys") {
+  struct Case {
+    index_t q_rows, q_offset, key_begin, heads, head_dim;
+  };
+  std::vector<Case> cases;
+  for (index_t dh : {1, 3, 8, 16, 17, 32, 48, 64, 128, 130})
+    for (index_t L : {1, 2, 5, 17, 50})
+      cases.push_back({L, 0, 0, 2, dh});
+  for (index_t L : {33, 64, 100, 200, 512}) cases.push_back({L, 0, 0, 1, 32});
+  cases.push_back({512, 0, 37, 2, 32});
+  cases.push_back({1, 49, 0, 2, 32});     // incremental: one new row, 49 cached
+  cases.push_back({3, 47, 10, 2, 32});    // cached + padding
+  cases.push_back({1, 199, 150, 4, 16});
+  cases.push_back({5, 0, 3, 2, 32});      // rows before key_begin see nothing -> zeros
+  cases.push_back({5, 0, 5, 2, 32});      // every key is padding
+  cases.push_back({20, 0, 19, 3, 17});
+  cases.push_back({40, 10, 45, 1, 64});   // whole row blocks before key_begin
+  for (const KernelTable* t : available_kernels()) {
+    CAPTURE(t->name);
+    for (const Case& c : cases) {
+      CAPTURE(c.q_rows); CAPTURE(c.q_offset); CAPTURE(c.key_begin); CAPTURE(c.heads); CAPTURE(c.head_dim);
+      const index_t width = c.heads * c.head_dim, keys = c.q_offset + c.q_rows;
+      const index_t ldq = width + 1, ldk = width + 2, ldv = width + 3, ldo = width + 4;
+      auto q = random_vec(static_cast<std::size_t>(c.q_rows * ldq), 21, -2.0f, 2.0f);
+      auto k = random_vec(static_cast<std::size_t>(keys * ldk), 22, -2.0f, 2.0f);
+      auto v = random_vec(static_cast<std::size_t>(keys * ldv), 23);
+      std::vector<float> out(static_cast<std::size_t>(c.q_rows * ldo), 3.0f), want = out;
+      const float scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+      reference::attention<float>(c.q_rows, c.q_offset, c.key_begin, c.heads, c.head_dim, q.data(), ldq, k.data(),
+                                  ldk, v.data(), ldv, want.data(), ldo, scale);
+      std::vector<float> scratch(static_cast<std::size_t>(attention_scratch_floats(keys)), -1.0f);
+      AttentionArgs a;
+      a.q_rows = c.q_rows; a.q_offset = c.q_offset; a.key_begin = c.key_begin;
+      a.heads = c.heads; a.head_dim = c.head_dim;
+      a.q = q.data(); a.ldq = ldq; a.k = k.data(); a.ldk = ldk; a.v = v.data(); a.ldv = ldv;
+      a.out = out.data(); a.ldo = ldo; a.scale = scale; a.scratch = scratch.data();
+      t->attention(a);
+      CHECK(count_far(out.data(), want.data(), out.size(), 2e-5f, 2e-5f) == 0);
+    }
+  }
+}
