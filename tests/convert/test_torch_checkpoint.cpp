@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "../../tools/convert/torch_checkpoint.hpp"
+#include "test_util.hpp"
 
 using namespace fofa;
 using namespace fofa::convert;
@@ -15,17 +16,9 @@ using namespace std::string_literals;
 
 namespace {
 
-std::string data_path(const std::string& name) { return std::string(FOFA_TEST_DATA_DIR) + "/" + name; }
-
 std::vector<std::byte> file_bytes(const std::string& name) {
   auto f = io::read_file_bytes(data_path(name));
   return {f->bytes().begin(), f->bytes().end()};
-}
-
-nlohmann::json read_json(const std::string& name) {
-  std::ifstream in(data_path(name));
-  REQUIRE(in.good());
-  return nlohmann::json::parse(in);
 }
 
 StateDict load_bytes(const std::vector<std::byte>& b) { return load_torch_checkpoint(io::copy_bytes(b)); }

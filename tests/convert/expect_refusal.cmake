@@ -1,0 +1,15 @@
+# Runs fofa-convert on a malicious checkpoint: it must exit 1, say why, and leave no output file.
+file(REMOVE ${OUTPUT})
+execute_process(COMMAND ${CONVERT} --preset pmixer_sasrec --heads 2 ${INPUT} ${OUTPUT}
+                RESULT_VARIABLE rc ERROR_VARIABLE err OUTPUT_VARIABLE out)
+if(NOT rc EQUAL 1)
+  message(FATAL_ERROR "expected exit code 1, got ${rc}\n${out}${err}")
+endif()
+if(NOT err MATCHES "refusing global 'os.system'")
+  message(FATAL_ERROR "the refusal does not name os.system:\n${err}")
+endif()
+get_filename_component(dir ${OUTPUT} DIRECTORY)
+file(GLOB left ${OUTPUT} ${OUTPUT}.tmp.*)
+if(left)
+  message(FATAL_ERROR "files left behind: ${left}")
+endif()
