@@ -1,0 +1,399 @@
+// fofa/train/trainer.hpp — the training loop of SPEC section 6.
+//
+// Trainer draws every random quantity of a step (user order, session start t0, negatives, budget,
+// Gumbel noise, dropout seed) in the calling thread from streams derived from (seed, epoch, user),
+// then splits the batch into one contiguous chunk per thread; each thread records and
+// back-propagates its samples on its own Tape and GradSet, and the chunks' gradients are summed in
+// thread order. So a run is deterministic for a given seed and thread count, and resuming from an
+// end-of-epoch checkpoint reproduces the uninterrupted run bit for bit.
+// Each epoch ends with validation (NDCG@10, SPEC 7 sampled protocol) and early stopping; the best
+// weights are kept. Checkpoints are .fofa files (weights, Adam moments, best weights, progress in
+// "meta.checkpoint") written atomically (temporary file, fsync, rename). A non-finite loss or
+// gradient stops training with fofa::Error before the optimiser step, so the last checkpoint on
+// disk is the last good state.
+#pragma once
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <iomanip>
+#include <optional>
+#include <ostream>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "fofa/autograd/optim.hpp"
+#include "fofa/io/config_json.hpp"
+#include "fofa/io/fofa_file.hpp"
+#include "fofa/train/evaluate.hpp"
+
+namespace fofa::train {
+
+struct TrainerOptions {
+  int epochs = 20;
+  int batch = 128;
+  double lr = 1e-3, weight_decay = 0.0;
+  bool adamw = false;
+  double clip = 5.0;  // global gradient-norm limit; 0 disables
+  double dropout = 0.2;
+  int negatives = 1;  // per position
+  double lambda = 1e-2, mu = 1.0;
+  double budget_min = 0.2, budget_max = 1.0;
+  double tau_start = 1.0, tau_end = 0.1;
+  std::uint64_t seed = 1;
+  int threads = 2;
+  int patience = 3;                // epochs without a better validation NDCG@10
+  std::int64_t eval_users = 0;     // 0: every user
+  double eval_budget = 1.0;
+  int eval_negatives = 100;
+  std::int64_t steps_per_epoch = 0;  // 0: one pass over the users
+  std::string checkpoint;            // "" = none
+  bool progress = true;
+
+  void validate() const {
+    FOFA_CHECK(epochs >= 1, "epochs must be >= 1, got ", epochs);
+    FOFA_CHECK(batch >= 1, "batch must be >= 1, got ", batch);
+    FOFA_CHECK(lr > 0 && std::isfinite(lr), "lr must be > 0, got ", lr);
+    FOFA_CHECK(dropout >= 0 && dropout < 1, "dropout must be in [0, 1), got ", dropout);
+    FOFA_CHECK(negatives >= 1, "negatives must be >= 1, got ", negatives);
+    FOFA_CHECK(lambda >= 0 && mu >= 0, "lambda and mu must be >= 0");
+    FOFA_CHECK(budget_min > 0 && budget_min <= budget_max && budget_max <= 1, "budget range [", budget_min, ", ",
+               budget_max, "] must lie in (0, 1]");
+    FOFA_CHECK(tau_start > 0 && tau_end > 0, "tau must be > 0");
+    FOFA_CHECK(threads >= 1 && threads <= 256, "threads must be in [1, 256], got ", threads);
+    FOFA_CHECK(patience >= 1, "patience must be >= 1, got ", patience);
+    FOFA_CHECK(eval_budget > 0 && eval_budget <= 1, "eval_budget must be in (0, 1], got ", eval_budget);
+  }
+};
+
+struct EpochRecord {
+  int epoch = 0;
+  double loss = 0, seconds = 0, sequences_per_second = 0;
+  double valid_hr10 = 0, valid_ndcg10 = 0, blocks_kept = 0, train_flops_fraction = 0;
+};
+
+inline nlohmann::json to_json(const EpochRecord& r) {
+  return {{"epoch", r.epoch},           {"loss", r.loss},
+          {"seconds", r.seconds},       {"sequences_per_second", r.sequences_per_second},
+          {"valid_hr10", r.valid_hr10}, {"valid_ndcg10", r.valid_ndcg10},
+          {"blocks_kept", r.blocks_kept}, {"train_flops_fraction", r.train_flops_fraction}};
+}
+
+class Trainer {
+ public:
+  Trainer(const ModelConfig& cfg, const SplitData& data, TrainerOptions opt)
+      : model_(cfg), data_(&data), opt_(std::move(opt)) {
+    opt_.validate();
+    FOFA_CHECK(data.items <= cfg.items, "data set has item ids up to ", data.items, " but config.items = ", cfg.items);
+    model_.init(opt_.seed);
+    adam_.emplace(model_.params(), autograd::AdamOptions{.lr = opt_.lr, .weight_decay = opt_.weight_decay,
+                                                          .decoupled = opt_.adamw});
+    for (std::size_t u = 0; u < data.users.size(); ++u)
+      if (data.users[u].train.size() >= 2) trainable_users_.push_back(u);
+    FOFA_CHECK(!trainable_users_.empty(), "no user has 2 or more training items");
+    train_sorted_.resize(data.users.size());
+    for (std::size_t u : trainable_users_) {
+      auto h = data.users[u].train;
+      std::sort(h.begin(), h.end());
+      h.erase(std::unique(h.begin(), h.end()), h.end());
+      FOFA_CHECK(static_cast<std::int64_t>(h.size()) < cfg.items, "user ", u, " interacted with every item: no negatives");
+      train_sorted_[u] = std::move(h);
+    }
+    for (int t = 0; t < opt_.threads; ++t) grads_.emplace_back(model_.params());
+    best_ = snapshot();
+  }
+
+  TrainableModel<float>& model() { return model_; }
+  const TrainableModel<float>& model() const { return model_; }
+  const std::vector<EpochRecord>& history() const { return history_; }
+  int epochs_done() const { return epoch_; }
+  double best_ndcg10() const { return best_ndcg_; }
+  int best_epoch() const { return best_epoch_; }
+  std::int64_t steps_per_epoch() const {
+    const auto full = static_cast<std::int64_t>((trainable_users_.size() + static_cast<std::size_t>(opt_.batch) - 1) /
+                                                static_cast<std::size_t>(opt_.batch));
+    return opt_.steps_per_epoch > 0 ? std::min(opt_.steps_per_epoch, full) : full;
+  }
+
+  // The samples of step `step` of epoch `epoch` (deterministic in seed, epoch, step).
+  std::vector<TrainSample> batch_samples(int epoch, std::int64_t step) const {
+    std::vector<std::size_t> order = trainable_users_;
+    Rng perm(opt_.seed, 0xE0000000ull + static_cast<std::uint64_t>(epoch));
+    for (std::size_t i = order.size(); i > 1; --i) std::swap(order[i - 1], order[perm.below(i)]);
+    const auto begin = static_cast<std::size_t>(step) * static_cast<std::size_t>(opt_.batch);
+    const auto end = std::min(order.size(), begin + static_cast<std::size_t>(opt_.batch));
+    std::vector<TrainSample> out;
+    for (std::size_t i = begin; i < end; ++i) out.push_back(make_sample(epoch, order[i]));
+    return out;
+  }
+
+  // Runs the remaining epochs (after a resume: from the checkpoint's epoch). Returns true when
+  // early stopping ended the run. The model holds the best weights afterwards. max_epochs >= 0
+  // limits the epochs run by this call (an interruption, for tests of resume).
+  bool fit(std::ostream* log = nullptr, int max_epochs = -1) {
+    bool stopped = false;
+    for (int run = 0; epoch_ < opt_.epochs && !stopped && (max_epochs < 0 || run < max_epochs); ++run) {
+      EpochRecord rec = train_epoch(log);
+      EvalOptions ev{.split = EvalSplit::validation, .negatives = opt_.eval_negatives, .seed = opt_.seed,
+                     .budget = opt_.eval_budget, .max_users = opt_.eval_users, .threads = opt_.threads};
+      const EvalResult r = evaluate(model_, *data_, ev);
+      rec.valid_hr10 = r.sampled.hit_rate(10);
+      rec.valid_ndcg10 = r.sampled.ndcg_at(10);
+      rec.blocks_kept = r.blocks_kept;
+      history_.push_back(rec);
+      ++epoch_;
+      if (rec.valid_ndcg10 > best_ndcg_) {
+        best_ndcg_ = rec.valid_ndcg10;
+        best_epoch_ = epoch_;
+        best_ = snapshot();
+        bad_epochs_ = 0;
+      } else if (++bad_epochs_ >= opt_.patience) {
+        stopped = true;
+      }
+      if (log)
+        *log << "epoch " << epoch_ << "/" << opt_.epochs << "  loss " << std::fixed << std::setprecision(4) << rec.loss
+             << "  valid HR@10 " << rec.valid_hr10 << "  NDCG@10 " << rec.valid_ndcg10 << "  blocks "
+             << std::setprecision(2) << rec.blocks_kept << "  " << std::setprecision(0) << rec.sequences_per_second
+             << " seq/s" << (best_epoch_ == epoch_ ? "  (best)" : "") << std::defaultfloat << "\n";
+      if (!opt_.checkpoint.empty()) save_checkpoint(opt_.checkpoint);
+    }
+    if (stopped || epoch_ >= opt_.epochs) restore(best_);  // an interrupted call keeps training state
+    return stopped;
+  }
+
+  // One pass of training steps; returns the epoch's mean loss and throughput (no validation).
+  EpochRecord train_epoch(std::ostream* log = nullptr) {
+    const std::int64_t steps = steps_per_epoch();
+    const auto t_start = std::chrono::steady_clock::now();
+    auto last_draw = t_start - std::chrono::seconds(1);
+    double loss_sum = 0, flops_sum = 0;
+    std::int64_t sequences = 0;
+    for (std::int64_t s = 0; s < steps; ++s) {
+      const auto samples = batch_samples(epoch_, s);
+      const double tau = tau_at(epoch_ * steps + s, static_cast<std::int64_t>(opt_.epochs) * steps);
+      auto [loss, flops] = step(samples, tau, epoch_, s);
+      loss_sum += loss;
+      flops_sum += flops;
+      sequences += static_cast<std::int64_t>(samples.size());
+      const auto now = std::chrono::steady_clock::now();
+      if (log && opt_.progress && (now - last_draw > std::chrono::milliseconds(250) || s + 1 == steps)) {
+        last_draw = now;
+        const double secs = std::chrono::duration<double>(now - t_start).count();
+        draw_progress(*log, s + 1, steps, loss_sum / static_cast<double>(s + 1), static_cast<double>(sequences) / secs,
+                      secs / static_cast<double>(s + 1) * static_cast<double>(steps - s - 1));
+      }
+    }
+    if (log && opt_.progress) *log << "\n";
+    EpochRecord rec;
+    rec.epoch = epoch_ + 1;
+    rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
+    rec.loss = loss_sum / static_cast<double>(std::max<std::int64_t>(steps, 1));
+    rec.sequences_per_second = static_cast<double>(sequences) / std::max(rec.seconds, 1e-9);
+    rec.train_flops_fraction = flops_sum / static_cast<double>(std::max<std::int64_t>(steps, 1));
+    return rec;
+  }
+
+  // One optimiser step on `samples`; returns (batch loss, mean train FLOPs fraction).
+  std::pair<double, double> step(const std::vector<TrainSample>& samples, double tau, int epoch = 0,
+                                 std::int64_t step_index = 0) {
+    FOFA_CHECK(!samples.empty(), "empty batch");
+    std::int64_t rows = 0;
+    for (const auto& s : samples) rows += static_cast<std::int64_t>(s.positives.size());
+    const double B = static_cast<double>(samples.size());
+    const LossWeights w{.positive = 1.0 / static_cast<double>(rows),
+                        .negative = 1.0 / (static_cast<double>(rows) * opt_.negatives),
+                        .sparsity = opt_.lambda / B,
+                        .hinge = opt_.mu / B};
+    const TrainOptions topt{.dropout = opt_.dropout, .tau = tau, .hard_mask = true};
+    const std::size_t nt = std::min(grads_.size(), samples.size());
+    const std::size_t chunk = (samples.size() + nt - 1) / nt;
+    std::vector<double> loss(nt, 0.0), flops(nt, 0.0);
+    std::vector<std::exception_ptr> errors(nt);
+    auto work = [&](std::size_t t) {
+      try {
+        grads_[t].zero();
+        autograd::Tape<float> tape(model_.params(), grads_[t]);
+        SampleStats st;
+        for (std::size_t i = t * chunk; i < std::min(samples.size(), (t + 1) * chunk); ++i) {
+          autograd::Var l = model_.forward_loss(tape, samples[i], w, topt, &st);
+          tape.backward(l);
+          tape.reset();
+          loss[t] += st.loss;
+          flops[t] += st.flops_fraction;
+        }
+      } catch (...) {
+        errors[t] = std::current_exception();
+      }
+    };
+    std::vector<std::thread> pool;
+    for (std::size_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
+    work(0);
+    for (auto& th : pool) th.join();
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
+    double total = 0, frac = 0;
+    for (std::size_t t = 0; t < nt; ++t) {
+      total += loss[t];
+      frac += flops[t];
+      if (t > 0) grads_[0].add(grads_[t]);
+    }
+    const double norm = autograd::clip_grad_norm(grads_[0], opt_.clip);
+    FOFA_CHECK(std::isfinite(total) && std::isfinite(norm), "training diverged: loss ", total, ", gradient norm ", norm,
+               " at epoch ", epoch + 1, " step ", step_index + 1,
+               opt_.checkpoint.empty() ? std::string(" (no checkpoint configured)")
+                                       : " (the last good checkpoint " + opt_.checkpoint + " is kept)",
+               "; try a lower lr or a gradient clip");
+    adam_->step(model_.params(), grads_[0]);
+    return {total, frac / B};
+  }
+
+  // ---- checkpoints ----------------------------------------------------------------------
+
+  void save_checkpoint(const std::filesystem::path& path) const {
+    io::FofaWriter w("model");
+    w.config(io::config_to_json(model_.config()));
+    nlohmann::json hist = nlohmann::json::array();
+    for (const auto& r : history_) hist.push_back(to_json(r));
+    w.meta({{"checkpoint",
+             {{"epoch", epoch_}, {"adam_steps", adam_->steps()}, {"best_ndcg10", best_ndcg_},
+              {"best_epoch", best_epoch_}, {"bad_epochs", bad_epochs_}, {"seed", opt_.seed}, {"history", hist}}}});
+    auto& ps = model_.params();
+    auto& m = const_cast<autograd::Adam<float>&>(*adam_).first_moments();
+    auto& v = const_cast<autograd::Adam<float>&>(*adam_).second_moments();
+    for (int i = 0; i < ps.size(); ++i) {
+      const auto& p = ps[i];
+      const auto u = static_cast<std::size_t>(i);
+      w.add<float>(p.name, TensorView<const float>(p.value.data(), p.shape));
+      w.add<float>("optim.m." + p.name, TensorView<const float>(m[u].data(), p.shape));
+      w.add<float>("optim.v." + p.name, TensorView<const float>(v[u].data(), p.shape));
+      w.add<float>("best." + p.name, TensorView<const float>(best_[u].data(), p.shape));
+    }
+    w.write(path);
+  }
+
+  // Restores weights, optimiser state and progress from a checkpoint of the same configuration.
+  void resume(const std::filesystem::path& path) {
+    const io::FofaFile f = io::FofaFile::read(path);
+    const ModelConfig saved = io::config_from_json(f.config());
+    FOFA_CHECK(io::config_to_json(saved) == io::config_to_json(model_.config()), path.string(),
+               ": checkpoint configuration differs from the training configuration");
+    FOFA_CHECK(f.meta().contains("checkpoint"), path.string(), ": not a training checkpoint (no meta.checkpoint)");
+    const auto& c = f.meta()["checkpoint"];
+    auto& ps = model_.params();
+    auto& m = adam_->first_moments();
+    auto& v = adam_->second_moments();
+    auto load = [&](const std::string& name, const Shape& shape, std::vector<float>& dst) {
+      auto view = f.f32(name, shape);
+      std::copy(view.data(), view.data() + view.numel(), dst.begin());
+    };
+    for (int i = 0; i < ps.size(); ++i) {
+      auto& p = ps[i];
+      const auto u = static_cast<std::size_t>(i);
+      load(p.name, p.shape, p.value);
+      load("optim.m." + p.name, p.shape, m[u]);
+      load("optim.v." + p.name, p.shape, v[u]);
+      load("best." + p.name, p.shape, best_[u]);
+    }
+    epoch_ = c.at("epoch").get<int>();
+    adam_->set_steps(c.at("adam_steps").get<long long>());
+    best_ndcg_ = c.at("best_ndcg10").get<double>();
+    best_epoch_ = c.at("best_epoch").get<int>();
+    bad_epochs_ = c.at("bad_epochs").get<int>();
+    history_.clear();
+    for (const auto& h : c.at("history")) {
+      EpochRecord r;
+      r.epoch = h.at("epoch");
+      r.loss = h.at("loss");
+      r.seconds = h.at("seconds");
+      r.sequences_per_second = h.at("sequences_per_second");
+      r.valid_hr10 = h.at("valid_hr10");
+      r.valid_ndcg10 = h.at("valid_ndcg10");
+      r.blocks_kept = h.at("blocks_kept");
+      r.train_flops_fraction = h.at("train_flops_fraction");
+      history_.push_back(r);
+    }
+  }
+
+ private:
+  using Snapshot = std::vector<std::vector<float>>;
+  Snapshot snapshot() const {
+    Snapshot s;
+    for (const auto& p : model_.params()) s.push_back(p.value);
+    return s;
+  }
+  void restore(const Snapshot& s) {
+    int i = 0;
+    for (auto& p : model_.params()) p.value = s[static_cast<std::size_t>(i++)];
+  }
+
+  // Exponential annealing tau_start -> tau_end over the whole run.
+  double tau_at(std::int64_t step, std::int64_t total) const {
+    const double x = total > 1 ? static_cast<double>(step) / static_cast<double>(total - 1) : 1.0;
+    return opt_.tau_start * std::pow(opt_.tau_end / opt_.tau_start, std::min(1.0, x));
+  }
+
+  TrainSample make_sample(int epoch, std::size_t user) const {
+    const ModelConfig& cfg = model_.config();
+    Rng rng(opt_.seed, (static_cast<std::uint64_t>(epoch) << 32) ^ static_cast<std::uint64_t>(user));
+    const auto& tr = data_->users[user].train;
+    const std::size_t keep = std::min(tr.size(), static_cast<std::size_t>(cfg.max_len) + 1);
+    const auto first = tr.end() - static_cast<std::ptrdiff_t>(keep);
+    TrainSample s;
+    s.input.assign(first, tr.end() - 1);
+    const auto t = static_cast<index_t>(s.input.size());
+    if (model_.adaptive()) {
+      s.prefix = 1 + static_cast<index_t>(rng.below(static_cast<std::uint64_t>(t)));
+      s.loss_begin = s.prefix - 1;
+    } else {
+      s.prefix = t;
+      s.loss_begin = 0;
+    }
+    s.positives.assign(first + 1 + s.loss_begin, tr.end());
+    const auto& hist = train_sorted_[user];
+    for (index_t r = s.loss_begin; r < t; ++r)
+      for (int j = 0; j < opt_.negatives; ++j) {
+        std::int32_t x;
+        do x = static_cast<std::int32_t>(1 + rng.below(static_cast<std::uint64_t>(cfg.items)));
+        while (std::binary_search(hist.begin(), hist.end(), x));
+        s.negatives.push_back(x);
+      }
+    s.budget = opt_.budget_min + (opt_.budget_max - opt_.budget_min) * rng.uniform();
+    if (s.budget <= 0) s.budget = opt_.budget_max;
+    for (index_t k = 0; k < cfg.blocks; ++k) s.noise.push_back(rng.logistic());
+    s.dropout_seed = rng.next();
+    return s;
+  }
+
+  void draw_progress(std::ostream& os, std::int64_t done, std::int64_t total, double loss, double seq_per_s,
+                     double eta_s) const {
+    constexpr int width = 30;
+    const int filled = static_cast<int>(width * done / std::max<std::int64_t>(total, 1));
+    std::ostringstream line;
+    line << "\repoch " << epoch_ + 1 << "/" << opt_.epochs << " [" << std::string(static_cast<std::size_t>(filled), '#')
+         << std::string(static_cast<std::size_t>(width - filled), '.') << "] " << std::setw(3)
+         << 100 * done / std::max<std::int64_t>(total, 1) << "%  loss " << std::fixed << std::setprecision(4) << loss
+         << "  " << std::setprecision(0) << seq_per_s << " seq/s  ETA " << static_cast<long>(eta_s) / 60 << ":"
+         << std::setw(2) << std::setfill('0') << static_cast<long>(eta_s) % 60 << "   ";
+    os << line.str() << std::flush;
+  }
+
+  TrainableModel<float> model_;
+  const SplitData* data_;
+  TrainerOptions opt_;
+  std::optional<autograd::Adam<float>> adam_;
+  std::vector<std::size_t> trainable_users_;
+  std::vector<std::vector<std::int32_t>> train_sorted_;
+  std::vector<autograd::GradSet<float>> grads_;
+  Snapshot best_;
+  std::vector<EpochRecord> history_;
+  int epoch_ = 0, best_epoch_ = 0, bad_epochs_ = 0;
+  double best_ndcg_ = -1.0;
+};
+
+}  // namespace fofa::train
