@@ -16,8 +16,8 @@ class LayerNorm {
     FOFA_CHECK(weight.rank() == 1, "LayerNorm weight must be 1-D, got ", weight.shape().str());
     d_ = D(weight.dim(0));
     check_shape("LayerNorm bias", bias.shape(), weight.shape());
-    weight_ = Tensor<float>::from(weight);
-    bias_ = Tensor<float>::from(bias);
+    weight_ = copy_of(weight);
+    bias_ = copy_of(bias);
   }
 
   index_t dim() const { return static_cast<index_t>(d_); }

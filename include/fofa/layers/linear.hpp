@@ -7,11 +7,23 @@
 // another shape at construction, Linear<> takes any.
 #pragma once
 
+#include <cstring>
+
 #include "fofa/core/tensor.hpp"
 #include "fofa/core/workspace.hpp"
 #include "fofa/kernels/kernels.hpp"
 
 namespace fofa {
+
+// An owning copy of v; contiguous views (every weight) take one memcpy instead of the
+// element-wise strided walk of Tensor::from.
+template <class T>
+Tensor<T> copy_of(TensorView<const T> v) {
+  if (!v.is_contiguous()) return Tensor<T>::from(v);
+  Tensor<T> t(v.shape());
+  if (t.numel() > 0) std::memcpy(t.data(), v.data(), t.bytes());
+  return t;
+}
 
 template <class In = Extent<>, class Out = Extent<>>
 class Linear {
@@ -26,10 +38,10 @@ class Linear {
     FOFA_CHECK(weight.rank() == 2, "Linear weight must be 2-D, got ", weight.shape().str());
     in_ = In(weight.dim(1));
     out_ = Out(weight.dim(0));
-    weight_ = Tensor<float>::from(weight);
+    weight_ = copy_of(weight);
     if (bias.data() != nullptr) {
       check_shape("Linear bias", bias.shape(), Shape{weight.dim(0)});
-      bias_ = Tensor<float>::from(bias);
+      bias_ = copy_of(bias);
     }
     const index_t N = out(), K = in();
     if (row_scale == nullptr) {
@@ -37,7 +49,7 @@ class Linear {
       table_->pack_linear(N, K, weight_.data(), K, bias_.numel() ? bias_.data() : nullptr, packed_);
       return;
     }
-    Tensor<float> w = Tensor<float>::from(weight_.view());
+    Tensor<float> w = copy_of(weight);
     Tensor<float> b({N});
     for (index_t i = 0; i < N; ++i) {
       for (index_t j = 0; j < K; ++j) w(i, j) *= row_scale[i];

@@ -37,8 +37,8 @@ class SasRecBackbone {
     d_ = D(cfg.d);
     f_ = F(cfg.ffn);
     const index_t d = cfg.d;
-    item_emb_ = Tensor<float>::from(w.get("item_emb.weight", {cfg.items + 1, d}).view());
-    pos_emb_ = Tensor<float>::from(w.get("pos_emb.weight", {cfg.max_len, d}).view());
+    item_emb_ = copy_of(w.get("item_emb.weight", {cfg.items + 1, d}).view());
+    pos_emb_ = copy_of(w.get("pos_emb.weight", {cfg.max_len, d}).view());
     if (cfg.input_ln) input_ln_ = LayerNorm<D>(w.get("input_ln.weight", {d}), w.get("input_ln.bias", {d}), cfg.eps);
     if (cfg.final_ln) final_ln_ = LayerNorm<D>(w.get("final_ln.weight", {d}), w.get("final_ln.bias", {d}), cfg.eps);
     blocks_.reserve(static_cast<std::size_t>(cfg.blocks));

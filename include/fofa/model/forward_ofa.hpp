@@ -114,10 +114,10 @@ class ForwardOfaT {
       } else {
         BlockFfnWeights b;
         b.block = k;
-        b.w1 = Tensor<float>::from(w1.view());
-        b.b1 = Tensor<float>::from(b1.view());
-        b.w2 = Tensor<float>::from(w2.view());
-        b.b2 = Tensor<float>::from(b2.view());
+        b.w1 = copy_of(w1.view());
+        b.b1 = copy_of(b1.view());
+        b.w2 = copy_of(w2.view());
+        b.b2 = copy_of(b2.view());
         b.gate = Tensor<float>({d});
         b.gate.fill(1.0f);
         plan.ffn.push_back(std::move(b));
@@ -138,10 +138,10 @@ class ForwardOfaT {
     for (index_t k = 0; k < L; ++k) {
       BlockFfnWeights b;
       b.block = k;
-      b.w1 = Tensor<float>::from(weights_->get(block_name(k, "ffn.w1.weight")).view());
-      b.b1 = Tensor<float>::from(weights_->get(block_name(k, "ffn.w1.bias")).view());
-      b.w2 = Tensor<float>::from(weights_->get(block_name(k, "ffn.w2.weight")).view());
-      b.b2 = Tensor<float>::from(weights_->get(block_name(k, "ffn.w2.bias")).view());
+      b.w1 = copy_of(weights_->get(block_name(k, "ffn.w1.weight")).view());
+      b.b1 = copy_of(weights_->get(block_name(k, "ffn.w1.bias")).view());
+      b.w2 = copy_of(weights_->get(block_name(k, "ffn.w2.weight")).view());
+      b.b2 = copy_of(weights_->get(block_name(k, "ffn.w2.bias")).view());
       b.gate = Tensor<float>({cfg_.d});
       b.gate.fill(1.0f);
       plan.ffn.push_back(std::move(b));

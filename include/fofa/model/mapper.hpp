@@ -85,8 +85,8 @@ class ParameterMapper {
     const auto& kt = kernels::kernels();
     BlockFfnWeights out;
     out.block = k;
-    out.b1 = Tensor<float>::from(b1.view());
-    out.b2 = Tensor<float>::from(b2.view());
+    out.b1 = copy_of(b1.view());
+    out.b2 = copy_of(b2.view());
     out.gate = Tensor<float>({d});
     h.g.forward(1, q, qw, out.gate.data(), d);
     kt.unary(kernels::UnaryOp::tanh, d, out.gate.data(), out.gate.data());
@@ -99,8 +99,8 @@ class ParameterMapper {
       return out;
     }
     const index_t r = cfg_.mapper.rank;
-    out.w1 = Tensor<float>::from(w1.view());
-    out.w2 = Tensor<float>::from(w2.view());
+    out.w1 = copy_of(w1.view());
+    out.w2 = copy_of(w2.view());
     Tensor<float> u1({d, r}), u2({f, r});
     h.a1.forward(1, q, qw, u1.data(), d * r);
     h.a2.forward(1, q, qw, u2.data(), f * r);
