@@ -1,0 +1,7 @@
+# Smoke test of the `fofa` executable (tools/cli): generate a small model, inspect, score,
+# export a device file, score it, and check exit codes of usage (2) and data (1) errors.
+if(FOFA_BUILD_EXAMPLES)
+  add_test(NAME device_cli_smoke
+    COMMAND ${CMAKE_COMMAND} -DFOFA=$<TARGET_FILE:fofa-cli> -DWORK=${CMAKE_CURRENT_BINARY_DIR}/device_cli_smoke
+            -P ${CMAKE_CURRENT_SOURCE_DIR}/device/cli_smoke.cmake)
+endif()
