@@ -14,13 +14,20 @@ Training pieces (SPEC section 6), for the training engineer's gradient compariso
     gumbel_mask(alpha, tau, noise) straight-through hard mask; training_loss(...) BCE + sparsity
     + budget hinge for one sample with the given negatives and logistic noise (no randomness inside).
 
-Weights I/O without extra packages: save_safetensors()/load_safetensors() (F32 only) and
-save_raw()/load_raw() (the tests/data fixture format: JSON index + raw little-endian f32).
+Plans as plain modules: PlannedForward(model, history, budget) freezes adapt()'s decision and
+runs (history ids tensor, candidate ids tensor) -> logits with tensors only (torch.jit.trace-able),
+the PyTorch counterpart of a fofa device request.
+
+Weights I/O without extra packages: load_fofa()/save_fofa() (.fofa v1 of docs/DESIGN.md, model
+kind, f32), save_safetensors()/load_safetensors() (F32 only), save_raw()/load_raw() (the tests/data
+fixture format: JSON index + raw little-endian f32); load_config()/save_config() for config JSON.
 Run as /usr/bin/python3 (Debian's python3-torch); nothing here downloads anything.
 """
 import json
 import math
+import os
 import struct
+import zlib
 
 import numpy as np
 import torch
@@ -359,6 +366,11 @@ class FofaModel(nn.Module):
             ffns = [self.materialise(k, q) if mask[k] else None for k in range(self.cfg["blocks"])]
         return pi, mask, ffns
 
+    def forward(self, history, candidates, budget=1.0):
+        """Differentiable logits of candidates (lists of ids) after adapt(history, budget)."""
+        _pi, mask, ffns = self.adapt(history, budget)
+        return self.score(self.backbone_state(self.window(history), mask, ffns), candidates)
+
     @torch.no_grad()
     def infer(self, history, candidates, budget=1.0):
         pi, mask, ffns = self.adapt(history, budget)
@@ -410,6 +422,37 @@ class FofaModel(nn.Module):
         hinge = mu * torch.relu(frac - budget)
         loss = bce + sparsity + hinge
         return loss, {"bce": bce, "sparsity": sparsity, "hinge": hinge, "pi": pi, "mask": m}
+
+
+class PlannedForward(nn.Module):
+    """A device request in PyTorch: the blocks and FFNs adapt(history, budget) chose, frozen.
+    forward(window_ids [t] long, candidate_ids [c] long) -> logits [c], tensors only."""
+
+    def __init__(self, model, history, budget):
+        super().__init__()
+        self.model = model
+        with torch.no_grad():
+            _pi, self.mask, ffns = model.adapt(history, budget)
+        self.ffns = [tuple(x.detach() if x is not None else None for x in f) if f is not None else None for f in ffns]
+
+    def forward(self, window, candidates):
+        m, cfg = self.model, self.model.cfg
+        t, n, d = window.shape[0], cfg["max_len"], cfg["d"]
+        scale = math.sqrt(d) if cfg["emb_scale"] == "sqrt_d" else 1.0
+        first = 0 if cfg["positions"] == "start" else n - t
+        x = m.item_emb(window) * scale + m.pos_emb.weight[first: first + t]
+        if cfg["input_ln"]:
+            x = m.input_ln(x)
+        pad = n - t if cfg["padding"] == "left_window" else 0
+        if pad:
+            x = torch.cat([x.new_zeros(pad, d), x])
+        for k, blk in enumerate(m.blocks):
+            if self.mask[k]:
+                x = blk(x, self.ffns[k])
+                if pad:
+                    x = torch.cat([x.new_zeros(pad, d), x[pad:]])
+        u = m.final_ln(x[-1]) if cfg["final_ln"] else x[-1]
+        return m.item_emb(candidates) @ u
 
 
 def gumbel_mask(alpha, tau, noise):
@@ -476,5 +519,69 @@ def load_safetensors(path, cfg=None):
         assert e["dtype"] == "F32", f"{name}: only F32 is supported here"
         a, b = e["data_offsets"]
         state[name] = torch.from_numpy(np.frombuffer(raw[base + a: base + b], dtype="<f4").reshape(e["shape"]).copy())
+    model.load_state_dict(state)
+    return model
+
+
+def load_config(path):
+    with open(path) as f:
+        return full_config(json.load(f))
+
+
+def save_config(cfg, path):
+    with open(path, "w") as f:
+        json.dump(full_config(cfg), f, indent=1)
+
+
+FOFA_MAGIC = b"FOFA\x00\x01\r\n"
+
+
+def save_fofa(model, path, meta=None):
+    """A .fofa v1 model file (docs/DESIGN.md): temp file, fsync, rename."""
+    tensors, blobs, off = {}, [], 0
+    for name, t in model.state_dict().items():
+        b = t.detach().cpu().numpy().astype("<f4").tobytes()
+        tensors[name] = {"dtype": "f32", "shape": list(t.shape), "offset": off}
+        pad = (-len(b)) % 64
+        blobs.append(b + b"\0" * pad)
+        off += len(b) + pad
+    data = b"".join(blobs)
+    header = json.dumps({"kind": "model", "config": model.cfg, "tensors": tensors, "meta": meta or {}}).encode()
+    header += b" " * ((-(40 + len(header))) % 64)
+    crc = zlib.crc32(header + data) & 0xFFFFFFFF
+    pre = FOFA_MAGIC + struct.pack("<IIQQII", 1, 0, len(header), len(data), crc, 0)
+    tmp = f"{path}.tmp.{os.getpid()}"
+    with open(tmp, "wb") as f:
+        f.write(pre + header + data)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def load_fofa(path):
+    """FofaModel from a .fofa v1 model file, validating magic, version, lengths and CRC."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if len(raw) < 40 or raw[:8] != FOFA_MAGIC:
+        raise ValueError(f"{path}: not a .fofa file (bad magic)")
+    version, _flags, hl, dl, crc, _ = struct.unpack("<IIQQII", raw[8:40])
+    if version != 1:
+        raise ValueError(f"{path}: unsupported .fofa version {version}")
+    if 40 + hl + dl != len(raw):
+        raise ValueError(f"{path}: lengths {hl} + {dl} do not match the file size {len(raw)}")
+    if zlib.crc32(raw[40:]) & 0xFFFFFFFF != crc:
+        raise ValueError(f"{path}: CRC mismatch")
+    header = json.loads(raw[40: 40 + hl])
+    if header.get("kind") != "model":
+        raise ValueError(f"{path}: kind {header.get('kind')!r}, expected 'model'")
+    model = FofaModel(header["config"])
+    base = 40 + hl
+    state = {}
+    for name, e in header["tensors"].items():
+        if e["dtype"] != "f32":
+            raise ValueError(f"{path}: tensor {name} has dtype {e['dtype']}, only f32 is read here")
+        count = int(np.prod(e["shape"])) if e["shape"] else 1
+        a = np.frombuffer(raw, dtype="<f4", count=count, offset=base + e["offset"])
+        state[name] = torch.from_numpy(a.reshape(e["shape"]).copy())
     model.load_state_dict(state)
     return model
