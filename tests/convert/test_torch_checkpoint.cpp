@@ -170,13 +170,10 @@ TEST_CASE("pickle: only the allow-list, bounded, no code") {
   CHECK_THROWS_AS(unpickle(bytes_of("\x80\x02NNNNN."s), tight), Error);
 }
 
-TEST_CASE("tensor descriptions reaching past their storage are refused") {
-  // _rebuild_tensor_v2(storage(2 floats), offset 1, size (2,), stride (1,)) needs element 2 of 2.
-  std::string pkl = "\x80\x02}(X\x01\x00\x00\x00w"
-                    "ctorch._utils\n_rebuild_tensor_v2\n"
-                    "((X\x07\x00\x00\x00storage" "ctorch\nFloatStorage\n" "X\x01\x00\x00\x00" "0" "X\x03\x00\x00\x00" "cpu"
-                    "K\x02tQK\x01K\x02\x85K\x01\x85\x89}tRu."s;
-  // Assemble a zip in memory with the same writer layout torch uses (via ZipArchive-independent bytes).
+namespace {
+
+// A stored zip (no data descriptors) in memory, enough for hand-written pickles.
+std::vector<std::byte> make_zip(const std::vector<std::pair<std::string, std::string>>& entries) {
   auto put16 = [](std::vector<std::byte>& v, unsigned x) {
     v.push_back(std::byte(x & 0xFF));
     v.push_back(std::byte((x >> 8) & 0xFF));
@@ -185,7 +182,6 @@ TEST_CASE("tensor descriptions reaching past their storage are refused") {
     put16(v, x & 0xFFFF);
     put16(v, x >> 16);
   };
-  std::vector<std::pair<std::string, std::string>> entries = {{"a/data.pkl", pkl}, {"a/data/0", std::string(8, '\0')}};
   std::vector<std::byte> body, central;
   for (const auto& [name, data] : entries) {
     const std::uint32_t off = static_cast<std::uint32_t>(body.size());
@@ -193,11 +189,16 @@ TEST_CASE("tensor descriptions reaching past their storage are refused") {
     for (auto* v : {&body, &central}) {
       put32(*v, v == &body ? 0x04034b50 : 0x02014b50);
       if (v == &central) put16(*v, 20);
-      put16(*v, 20); put16(*v, 0); put16(*v, 0); put16(*v, 0); put16(*v, 0);
-      put32(*v, crc); put32(*v, static_cast<std::uint32_t>(data.size())); put32(*v, static_cast<std::uint32_t>(data.size()));
-      put16(*v, static_cast<unsigned>(name.size())); put16(*v, 0);
+      for (int i = 0; i < 5; ++i) put16(*v, i == 0 ? 20 : 0);  // version, flags, method, time, date
+      put32(*v, crc);
+      put32(*v, static_cast<std::uint32_t>(data.size()));
+      put32(*v, static_cast<std::uint32_t>(data.size()));
+      put16(*v, static_cast<unsigned>(name.size()));
+      put16(*v, 0);
       if (v == &central) {
-        put16(*v, 0); put16(*v, 0); put16(*v, 0); put32(*v, 0); put32(*v, off);
+        for (int i = 0; i < 3; ++i) put16(*v, 0);  // comment, disk, internal attributes
+        put32(*v, 0);
+        put32(*v, off);
       }
       for (char c : name) v->push_back(std::byte(c));
     }
@@ -205,8 +206,48 @@ TEST_CASE("tensor descriptions reaching past their storage are refused") {
   }
   const std::uint32_t cd_off = static_cast<std::uint32_t>(body.size());
   body.insert(body.end(), central.begin(), central.end());
-  put32(body, 0x06054b50); put16(body, 0); put16(body, 0); put16(body, 2); put16(body, 2);
-  put32(body, static_cast<std::uint32_t>(central.size())); put32(body, cd_off); put16(body, 0);
-  const std::string err = error_of(body);
+  put32(body, 0x06054b50);
+  put16(body, 0);
+  put16(body, 0);
+  put16(body, static_cast<unsigned>(entries.size()));
+  put16(body, static_cast<unsigned>(entries.size()));
+  put32(body, static_cast<std::uint32_t>(central.size()));
+  put32(body, cd_off);
+  put16(body, 0);
+  return body;
+}
+
+// {"w": _rebuild_tensor_v2(FloatStorage "0" of 2 elements, offset, size, stride)} as torch pickles it.
+std::string tensor_pickle(const std::string& offset, const std::string& size, const std::string& stride) {
+  return "\x80\x02}(X\x01\x00\x00\x00w"
+         "ctorch._utils\n_rebuild_tensor_v2\n"
+         "((X\x07\x00\x00\x00storage" "ctorch\nFloatStorage\n" "X\x01\x00\x00\x00" "0" "X\x03\x00\x00\x00" "cpu"
+         "K\x02tQ"s + offset + size + stride + "\x89}tRu."s;
+}
+
+const std::string kTwoFloats = "\x00\x00\x80\x3f\x00\x00\x00\x40"s;  // 1.0f, 2.0f
+
+}  // namespace
+
+TEST_CASE("tensor descriptions reaching past their storage are refused") {
+  // offset 1, size (2,), stride (1,) needs element 2 of 2.
+  const std::string err = error_of(make_zip({{"a/data.pkl", tensor_pickle("K\x01", "K\x02\x85", "K\x01\x85")},
+                                             {"a/data/0", kTwoFloats}}));
   CHECK(err.find("reaches element 2 of storage '0' which has 2 elements") != std::string::npos);
+  // The storage entry must hold exactly numel * 4 bytes.
+  CHECK(error_of(make_zip({{"a/data.pkl", tensor_pickle("K\x00"s, "K\x02\x85", "K\x01\x85")}, {"a/data/0", "abc"}}))
+            .find("declares 2 float32 elements but its entry has 3 bytes") != std::string::npos);
+}
+
+TEST_CASE("stride-0 (expanded) views materialise, within a budget tied to the file size") {
+  const StateDict sd = load_bytes(make_zip({{"a/data.pkl", tensor_pickle("K\x01", "K\x03\x85", "K\x00\x85"s)},
+                                            {"a/data/0", kTwoFloats}}));
+  REQUIRE(sd.tensors.size() == 1);
+  CHECK(sd.tensors[0].values.numel() == 3);
+  for (index_t i = 0; i < 3; ++i) CHECK(sd.tensors[0].values[i] == 2.0f);
+  // (2^20, 2^20) floats from a 2-element storage: refused instead of allocating 4 TiB.
+  const std::string err = error_of(make_zip(
+      {{"a/data.pkl", tensor_pickle("K\x00"s, "J\x00\x00\x10\x00J\x00\x00\x10\x00\x86"s, "K\x00K\x00\x86"s)},
+       {"a/data/0", kTwoFloats}}));
+  CHECK(err.find("more than the checkpoint's size can account for") != std::string::npos);
 }

@@ -63,7 +63,7 @@ struct PickleValue {
 
 struct PickleLimits {
   std::size_t max_stack = 1u << 20;
-  std::size_t max_objects = 1u << 24;
+  std::size_t max_objects = 1u << 22;  // ~200k tensors; each object costs ~150 bytes
   std::size_t max_dims = 8;
 };
 

@@ -7,7 +7,8 @@
 // print them. f32/f64/f16/bf16 convert to f32; integer tensors are listed but carry no data. The
 // optional `<prefix>/byteorder` record ("little"/"big") is honoured. The legacy pre-1.6 format
 // and anything else is refused with a message saying what to do. Nested dicts flatten to dotted
-// names ({"model": {"w": t}} -> "model.w"). Every size, offset and stride is checked.
+// names ({"model": {"w": t}} -> "model.w"). Every size, offset and stride is checked, and the
+// floats materialised are capped at 4 x the file size + 16M (stride-0 views cannot blow up memory).
 #pragma once
 
 #include <bit>
@@ -67,7 +68,9 @@ inline float element_as_float(const std::byte* p, StorageDtype t, bool big_endia
 
 class CheckpointReader {
  public:
-  CheckpointReader(const ZipArchive& zip) : zip_(zip) {}
+  // Materialised elements may exceed the file's bytes only by tied names and small expansions.
+  CheckpointReader(const ZipArchive& zip, std::uint64_t file_size)
+      : zip_(zip), element_budget_(4 * file_size + (std::uint64_t{1} << 24)) {}
 
   StateDict read() {
     std::string pkl;
@@ -156,6 +159,10 @@ class CheckpointReader {
       }
     }
     const auto bytes = storage_bytes(s);
+    // Stride-0 (expanded) views could ask for far more floats than the file holds: cap the total.
+    FOFA_CHECK(empty || numel <= element_budget_, "checkpoint: tensor '", name, "' has ", numel,
+               " elements, more than the checkpoint's size can account for (", element_budget_, " left)");
+    if (!empty) element_budget_ -= numel;
     FOFA_CHECK(empty || last < static_cast<std::uint64_t>(s.numel), "checkpoint: tensor '", name, "' (offset ", t.offset,
                ") reaches element ", last, " of storage '", s.text, "' which has ", s.numel, " elements");
     if (!is_floating(s.dtype)) return nt;
@@ -182,6 +189,7 @@ class CheckpointReader {
 
   const ZipArchive& zip_;
   std::string prefix_;
+  std::uint64_t element_budget_;
   bool big_endian_ = false;
   PickleResult pickle_;
   std::map<std::string, std::span<const std::byte>> storages_;
@@ -209,8 +217,9 @@ inline StateDict load_torch_checkpoint(std::shared_ptr<const io::FileBytes> file
              "checkpoint: this is the legacy (pre-1.6) torch.save format, which fofa-convert does not read; "
              "re-save it with torch >= 1.6: torch.save(torch.load(IN), OUT) (zip format is the default)");
   FOFA_CHECK(fmt == CheckpointFormat::torch_zip, "checkpoint: not a torch.save zip file (first bytes do not read 'PK')");
+  const std::uint64_t size = file->bytes().size();
   ZipArchive zip(std::move(file));
-  return detail::CheckpointReader(zip).read();
+  return detail::CheckpointReader(zip, size).read();
 }
 
 inline StateDict load_torch_checkpoint(const std::string& path) {
