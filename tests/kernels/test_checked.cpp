@@ -28,7 +28,8 @@ TEST_CASE("checked linear runs every table and matches the reference") {
   b[0] = 1; b[1] = -1; b[2] = 0.5f;
   reference::linear<float>(2, 3, 4, x.data(), 4, w.data(), 4, b.data(), want.data(), 3);
   for (const KernelTable* t : available_kernels()) {
-    CAPTURE(t->name);
+    const std::string isa = t->name;
+    CAPTURE(isa);
     PackedMatrix p = pack_linear(w.view(), b.view(), *t);
     linear(x.view(), p, y.view(), Activation::none, false, *t);
     for (index_t i = 0; i < y.numel(); ++i) CHECK(y[i] == want[i]);

@@ -65,7 +65,8 @@ TEST_CASE("the dispatcher lists scalar first and kernels() among the available t
 
 TEST_CASE("gemm matches reference::linear bit-exactly (none, relu) over every M/N/K tail") {
   for (const KernelTable* t : available_kernels()) {
-    CAPTURE(t->name);
+    const std::string isa = t->name;
+    CAPTURE(isa);
     for (index_t N : kColsN) {
       for (index_t K : kDepthK) {
         const index_t ldw = K + 2;
@@ -99,7 +100,8 @@ TEST_CASE("gemm matches reference::linear bit-exactly (none, relu) over every M/
 
 TEST_CASE("gemm with gelu within tolerance; gemv within tolerance of the reference") {
   for (const KernelTable* t : available_kernels()) {
-    CAPTURE(t->name);
+    const std::string isa = t->name;
+    CAPTURE(isa);
     for (index_t N : kColsN) {
       for (index_t K : {0, 1, 5, 16, 33, 64, 256}) {
         auto w = random_vec(static_cast<std::size_t>(N * K), static_cast<unsigned>(3 * N + K));
@@ -137,7 +139,8 @@ TEST_CASE("gemm with gelu within tolerance; gemv within tolerance of the referen
 
 TEST_CASE("gemm propagates NaN and rejects matrices packed by another family") {
   for (const KernelTable* t : available_kernels()) {
-    CAPTURE(t->name);
+    const std::string isa = t->name;
+    CAPTURE(isa);
     const index_t N = 19, K = 5;
     auto w = random_vec(N * K, 1);
     PackedMatrix p;
@@ -160,7 +163,8 @@ TEST_CASE("gemm propagates NaN and rejects matrices packed by another family") {
 
 TEST_CASE("layernorm, softmax and dot_rows over odd widths") {
   for (const KernelTable* t : simd_tables()) {
-    CAPTURE(t->name);
+    const std::string isa = t->name;
+    CAPTURE(isa);
     for (index_t d : {1, 2, 3, 7, 8, 15, 16, 17, 31, 33, 50, 64, 65, 100, 257}) {
       const index_t rows = 5, ld = d + 3;
       auto x = random_vec(static_cast<std::size_t>(rows * ld), static_cast<unsigned>(d), -3.0f, 5.0f);
@@ -208,7 +212,8 @@ TEST_CASE("layernorm, softmax and dot_rows over odd widths") {
 
 TEST_CASE("element-wise ops and gather over every tail length") {
   for (const KernelTable* t : simd_tables()) {
-    CAPTURE(t->name);
+    const std::string isa = t->name;
+    CAPTURE(isa);
     for (index_t n : {0, 1, 2, 3, 5, 8, 15, 16, 17, 31, 33, 64, 100}) {
       CAPTURE(n);
       auto x = random_vec(static_cast<std::size_t>(n) + 1, static_cast<unsigned>(n), -6.0f, 6.0f);
@@ -267,7 +272,8 @@ TEST_CASE("attention matches the reference: cached rows, padding, every head wid
   cases.push_back({20, 0, 19, 3, 17});
   cases.push_back({40, 10, 45, 1, 64});   // whole row blocks before key_begin
   for (const KernelTable* t : available_kernels()) {
-    CAPTURE(t->name);
+    const std::string isa = t->name;
+    CAPTURE(isa);
     for (const Case& c : cases) {
       CAPTURE(c.q_rows); CAPTURE(c.q_offset); CAPTURE(c.key_begin); CAPTURE(c.heads); CAPTURE(c.head_dim);
       const index_t width = c.heads * c.head_dim, keys = c.q_offset + c.q_rows;
@@ -288,5 +294,45 @@ TEST_CASE("attention matches the reference: cached rows, padding, every head wid
       t->attention(a);
       CHECK(count_far(out.data(), want.data(), out.size(), 2e-5f, 2e-5f) == 0);
     }
+  }
+}
+
+TEST_CASE("NaN propagates through softmax rows and attention like the reference") {
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    const index_t rows = 3, cols = 21;
+    auto s = random_vec(static_cast<std::size_t>(rows * cols), 31);
+    s[static_cast<std::size_t>(cols + 4)] = std::numeric_limits<float>::quiet_NaN();  // row 1, col 4
+    auto sw = s;
+    reference::softmax_rows<float>(rows, cols, sw.data(), cols, false, 0, 0);
+    t->softmax_rows(rows, cols, s.data(), cols, false, 0, 0);
+    for (index_t c = 0; c < cols; ++c) {
+      CHECK(std::isnan(s[static_cast<std::size_t>(cols + c)]));
+      CHECK(std::isnan(sw[static_cast<std::size_t>(cols + c)]));
+      CHECK(!std::isnan(s[static_cast<std::size_t>(c)]));
+      CHECK(!std::isnan(s[static_cast<std::size_t>(2 * cols + c)]));
+    }
+    // Outside the kept columns the NaN is masked away, as in the reference.
+    auto s2 = random_vec(static_cast<std::size_t>(rows * cols), 32);
+    s2[static_cast<std::size_t>(cols - 1)] = std::numeric_limits<float>::quiet_NaN();  // row 0, last col
+    t->softmax_rows(rows, cols, s2.data(), cols, true, 0, 0);
+    CHECK(s2[0] == 1.0f);
+    CHECK(s2[static_cast<std::size_t>(cols - 1)] == 0.0f);
+
+    // A NaN key poisons exactly the query rows that can see it.
+    const index_t L = 20, dh = 16;
+    auto q = random_vec(static_cast<std::size_t>(L * dh), 33);
+    auto k = random_vec(static_cast<std::size_t>(L * dh), 34);
+    auto v = random_vec(static_cast<std::size_t>(L * dh), 35);
+    k[static_cast<std::size_t>(7 * dh + 3)] = std::numeric_limits<float>::quiet_NaN();
+    std::vector<float> out(static_cast<std::size_t>(L * dh));
+    std::vector<float> scratch(static_cast<std::size_t>(attention_scratch_floats(L)));
+    AttentionArgs a;
+    a.q_rows = L; a.heads = 1; a.head_dim = dh;
+    a.q = q.data(); a.ldq = dh; a.k = k.data(); a.ldk = dh; a.v = v.data(); a.ldv = dh;
+    a.out = out.data(); a.ldo = dh; a.scale = 0.25f; a.scratch = scratch.data();
+    t->attention(a);
+    for (index_t i = 0; i < L; ++i) CHECK(std::isnan(out[static_cast<std::size_t>(i * dh)]) == (i >= 7));
   }
 }

@@ -67,24 +67,53 @@ inline Vec<Arch> fmadd(Vec<Arch> a, Vec<Arch> b, Vec<Arch> c) {
   return xsimd::fma(a, b, c);
 }
 
-// First n (< W) lanes from p, the others `fill` (no read past p + n).
+// First n (0 <= n < W) lanes from p, the others `fill`; never touches memory past p + n
+// (masked loads on x86, a small copy elsewhere).
 template <class Arch>
 inline Vec<Arch> load_part(const float* p, index_t n, float fill = 0.0f) {
-  alignas(64) float t[Traits<Arch>::W];
-  for (int i = 0; i < Traits<Arch>::W; ++i) t[i] = i < n ? p[i] : fill;
+  constexpr int W = Traits<Arch>::W;
+#if defined(__AVX512F__)
+  if constexpr (W == 16)
+    return Vec<Arch>(_mm512_mask_loadu_ps(_mm512_set1_ps(fill), static_cast<__mmask16>((1u << n) - 1u), p));
+#endif
+#if defined(__AVX2__)
+  if constexpr (W == 8) {
+    const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+    return Vec<Arch>(_mm256_blendv_ps(_mm256_set1_ps(fill), _mm256_maskload_ps(p, mask), _mm256_castsi256_ps(mask)));
+  }
+#endif
+  alignas(64) float t[W];
+  for (int i = 0; i < W; ++i) t[i] = i < n ? p[i] : fill;
   return Vec<Arch>::load_aligned(t);
 }
+// Stores the first n (0 <= n < W) lanes of v to p.
 template <class Arch>
 inline void store_part(Vec<Arch> v, float* p, index_t n) {
-  alignas(64) float t[Traits<Arch>::W];
+  constexpr int W = Traits<Arch>::W;
+#if defined(__AVX512F__)
+  if constexpr (W == 16) {
+    _mm512_mask_storeu_ps(p, static_cast<__mmask16>((1u << n) - 1u), v);
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (W == 8) {
+    _mm256_maskstore_ps(p, _mm256_cmpgt_epi32(_mm256_set1_epi32(static_cast<int>(n)), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7)), v);
+    return;
+  }
+#endif
+  alignas(64) float t[W];
   v.store_aligned(t);
-  for (int i = 0; i < Traits<Arch>::W; ++i)  // constant trip count: GCC 12 misreads a memcpy of n here
+  for (int i = 0; i < W; ++i)  // constant trip count: GCC 12 misreads a memcpy of n here
     if (i < n) p[i] = t[i];
 }
 
 // Largest lane (xsimd 8.1 has no horizontal max).
 template <class Arch>
 inline float hmax(Vec<Arch> v) {
+#if defined(__AVX512F__)
+  if constexpr (Traits<Arch>::W == 16) return _mm512_reduce_max_ps(v);
+#endif
   alignas(64) float t[Traits<Arch>::W];
   v.store_aligned(t);
   float m = t[0];
@@ -335,36 +364,88 @@ inline void layernorm(index_t rows, index_t d, const float* x, index_t ldx, cons
 }
 
 template <class Arch>
+inline void scale_row(float* p, index_t n, float s) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  index_t i = 0;
+  for (; i + W <= n; i += W) (V::load_unaligned(p + i) * V(s)).store_unaligned(p + i);
+  for (; i < n; ++i) p[i] *= s;
+}
+
+template <class Arch>
 inline void fill_zero(float* p, index_t n) {
   for (index_t i = 0; i < n; ++i) p[i] = 0.0f;
 }
 
-// Softmax of xr[b, e) in place (scaled by `scale` first); assumes e > b.
+// exp(x) for softmax arguments (x <= 0 after the max shift; valid up to ~88): Cephes-style
+// x = n ln2 + r, |r| <= ln2 / 2, degree-6 polynomial, 2^n through the exponent bits.
+// About 2 ulp; x below -87.3 (including -inf padding) gives exactly 0. NaN is handled by
+// the caller. Cheaper than xsimd::exp, which is most of a softmax's cost.
 template <class Arch>
-inline void softmax_span(float* xr, index_t b, index_t e, float scale) {
+inline Vec<Arch> exp_softmax(Vec<Arch> x) {
+  using V = Vec<Arch>;
+  using I = xsimd::batch<std::int32_t, Arch>;
+  const auto underflow = x < V(-87.3f);
+  x = xsimd::max(x, V(-87.3f));
+  const V n = xsimd::nearbyint(x * V(1.44269504088896341f));
+  V r = fmadd<Arch>(n, V(-0.693359375f), x);
+  r = fmadd<Arch>(n, V(2.12194440e-4f), r);
+  V p(1.9875691500e-4f);
+  p = fmadd<Arch>(p, r, V(1.3981999507e-3f));
+  p = fmadd<Arch>(p, r, V(8.3334519073e-3f));
+  p = fmadd<Arch>(p, r, V(4.1665795894e-2f));
+  p = fmadd<Arch>(p, r, V(1.6666665459e-1f));
+  p = fmadd<Arch>(p, r, V(5.0000001201e-1f));
+  p = fmadd<Arch>(p, r * r, r) + V(1.0f);
+  const I bits = (xsimd::to_int(n) + I(127)) << 23;
+  return xsimd::select(underflow, V(0.0f), p * xsimd::bitwise_cast<V>(bits));
+}
+
+// Softmax of scale * xr[b, e) in place; assumes e > b. With normalize = false the exp
+// values are left unnormalised and 1 / sum is returned (attention scales its output rows
+// instead, which is cheaper than a pass over the probabilities). A NaN anywhere in the
+// span makes the whole span NaN, as in reference::softmax_rows.
+template <class Arch>
+inline float softmax_span(float* xr, index_t b, index_t e, float scale, bool normalize = true) {
   using V = Vec<Arch>;
   constexpr index_t W = Traits<Arch>::W;
   const float ninf = -std::numeric_limits<float>::infinity();
   const V sc(scale);
   V mx(ninf);
+  auto nan = xsimd::isnan(mx);  // (xsimd 8.1's != is ordered: NaN != NaN is false there)
   index_t i = b;
-  for (; i + W <= e; i += W) mx = xsimd::max(mx, V::load_unaligned(xr + i) * sc);
-  if (i < e) mx = xsimd::max(mx, load_part<Arch>(xr + i, e - i, ninf) * sc);
+  for (; i + W <= e; i += W) {
+    const V v = V::load_unaligned(xr + i) * sc;
+    nan = nan | xsimd::isnan(v);
+    mx = xsimd::max(mx, v);
+  }
+  if (i < e) {
+    const V v = load_part<Arch>(xr + i, e - i, ninf) * sc;
+    nan = nan | xsimd::isnan(v);
+    mx = xsimd::max(mx, v);
+  }
+  if (xsimd::any(nan)) {
+    for (i = b; i < e; ++i) xr[i] = std::numeric_limits<float>::quiet_NaN();
+    return std::numeric_limits<float>::quiet_NaN();
+  }
   const V m(hmax<Arch>(mx));
   V sum(0.0f);
   for (i = b; i + W <= e; i += W) {
-    const V p = xsimd::exp(V::load_unaligned(xr + i) * sc - m);
+    const V p = exp_softmax<Arch>(fmadd<Arch>(V::load_unaligned(xr + i), sc, -m));
     p.store_unaligned(xr + i);
     sum = sum + p;
   }
   if (i < e) {
-    const V p = xsimd::exp(load_part<Arch>(xr + i, e - i, ninf) * sc - m);
+    const V p = exp_softmax<Arch>(fmadd<Arch>(load_part<Arch>(xr + i, e - i, ninf), sc, -m));
     store_part<Arch>(p, xr + i, e - i);
     sum = sum + p;
   }
-  const V inv(1.0f / xsimd::hadd(sum));
+  const float inv_sum = 1.0f / xsimd::hadd(sum);
+  if (!normalize) return inv_sum;
+  const V inv(inv_sum);
   for (i = b; i + W <= e; i += W) (V::load_unaligned(xr + i) * inv).store_unaligned(xr + i);
   if (i < e) store_part<Arch>(load_part<Arch>(xr + i, e - i) * inv, xr + i, e - i);
+  return inv_sum;
 }
 
 template <class Arch>
@@ -555,15 +636,17 @@ inline void attention_head_blocked(const AttentionArgs& a, index_t c0) {
       gemm_panel_nv<Arch>(static_cast<int>(n / W), rows, dh, a.q + i0 * a.ldq + c0, a.ldq, kt + j, lp, nullptr,
                           sc + j, lp, n, Activation::none, false);
     }
+    float inv_sum[kAttentionRowBlock];
     for (index_t i = 0; i < rows; ++i) {
       float* sr = sc + i * lp;
       const index_t e = a.q_offset + i0 + i + 1;  // keys [kb, e)
       if (e <= kb) {
         fill_zero<Arch>(sr + kb0, jend - kb0);
+        inv_sum[i] = 0.0f;
         continue;
       }
       fill_zero<Arch>(sr + kb0, kb - kb0);
-      softmax_span<Arch>(sr, kb, e, a.scale);
+      inv_sum[i] = softmax_span<Arch>(sr, kb, e, a.scale, false);
       fill_zero<Arch>(sr + e, jend - e);
     }
     for (index_t c = 0; c < dh; c += NR) {  // O = P V, V read in place
@@ -571,6 +654,7 @@ inline void attention_head_blocked(const AttentionArgs& a, index_t c0) {
       gemm_panel_nv<Arch>(static_cast<int>(n / W), rows, last + 1 - kb, sc + kb, lp, a.v + kb * a.ldv + c0 + c,
                           a.ldv, nullptr, a.out + i0 * a.ldo + c0 + c, a.ldo, n, Activation::none, false);
     }
+    for (index_t i = 0; i < rows; ++i) scale_row<Arch>(a.out + (i0 + i) * a.ldo + c0, dh, inv_sum[i]);
   }
 }
 
