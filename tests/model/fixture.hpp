@@ -105,6 +105,6 @@ inline float max_abs_diff(const std::vector<float>& a, const std::vector<float>&
 }
 
 inline const char* const kFixtureNames[] = {"pre_l6", "post_l1_full", "pmixer_l2", "query_only_l6", "recbole_l6",
-                                            "long_n200"};
+                                            "duet_l6", "long_n200"};
 
 }  // namespace fofa::test

@@ -49,6 +49,9 @@ VARIANTS = {
     # RecBole-style: post-LN + input LN, no final LN, unscaled embeddings, GRU controller, min_blocks 0.
     "recbole_l6": (variant(blocks=6, norm="post", input_ln=True, final_ln=False, emb_scale="none", eps=1e-12,
                            controller={"extractor": "gru", "min_blocks": 0}), [1, 7, 50]),
+    # DUET-style: every block, mapper on, no controller (all 6 blocks with generated FFNs), tiny dims.
+    "duet_l6": (variant(blocks=6, d=8, ffn=16, controller={"enabled": False},
+                        mapper={"rank": 2, "code_width": 8, "structure_width": 4}), [1, 7, 50]),
     # Long window: n = 200, history 200 (and longer), mapper off, L = 6.
     "long_n200": (variant(blocks=6, max_len=200, mapper={"mode": "off"}), [1, 7, 50, 200, 230]),
 }
