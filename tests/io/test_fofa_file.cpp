@@ -279,6 +279,7 @@ TEST_CASE("reading a missing or non-regular file fails with the path") {
   CHECK_THROWS_WITH_AS(FofaFile::map("/nonexistent/dir/x.fofa"), doctest::Contains("/nonexistent/dir/x.fofa"), Error);
   CHECK_THROWS_WITH_AS(FofaFile::read("/nonexistent/dir/x.fofa"), doctest::Contains("cannot open"), Error);
   CHECK_THROWS_WITH_AS(FofaFile::map(fs::temp_directory_path()), doctest::Contains("not a regular file"), Error);
+  CHECK_THROWS_WITH_AS(FofaFile::read(fs::temp_directory_path()), doctest::Contains("not a regular file"), Error);
   const fs::path dir = temp_dir();
   { std::ofstream(dir / "empty.fofa"); }
   CHECK_THROWS_WITH_AS(FofaFile::map(dir / "empty.fofa"), doctest::Contains("too small (0 bytes)"), Error);

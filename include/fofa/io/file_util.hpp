@@ -89,6 +89,10 @@ inline std::shared_ptr<const FileBytes> copy_bytes(std::span<const std::byte> sr
 
 // Reads a whole file into 64-byte aligned memory.
 inline std::shared_ptr<const FileBytes> read_file_bytes(const std::filesystem::path& path) {
+  std::error_code ec;
+  const auto status = std::filesystem::status(path, ec);
+  FOFA_CHECK(!ec && std::filesystem::exists(status), path.string(), ": cannot open for reading: no such file");
+  FOFA_CHECK(std::filesystem::is_regular_file(status), path.string(), ": not a regular file");
   std::ifstream in(path, std::ios::binary | std::ios::ate);
   FOFA_CHECK(in.good(), path.string(), ": cannot open for reading");
   const std::streamoff size = in.tellg();
