@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <limits>
+#include <thread>
 
 #include "fofa/model/forward_ofa.hpp"
 #include "fofa/model/init.hpp"
@@ -257,4 +258,24 @@ TEST_CASE("score with a prepared plan stays inside the planned workspace; defaul
   const ForwardOfa big(def, random_weights(def, 1));
   CHECK(big.workspace_plan().bytes() <= std::size_t{1} << 20);
   MESSAGE("default-config request workspace: ", big.workspace_plan().bytes(), " bytes");
+}
+
+TEST_CASE("one ForwardOfa serves two threads, each with its own workspace") {
+  const ModelConfig c = small_config();
+  const ForwardOfa m(c, random_weights(c, 2, {0.05f}));
+  const auto h = ids({3, 1, 4, 1, 5, 9, 2, 6}), cand = ids({2, 7, 1, 8, 28});
+  const std::vector<float> want = m.score(h, cand, 0.5f);
+  std::vector<float> got[2];
+  auto work = [&](int t) {
+    const auto prepared = m.prepare(m.adapt(h, 0.5f));
+    Workspace ws(m.workspace_plan());
+    std::vector<float> out(cand.size());
+    for (int rep = 0; rep < 50; ++rep) m.score(prepared, h, cand, out, ws);
+    got[t] = out;
+  };
+  std::thread a(work, 0), b(work, 1);
+  a.join();
+  b.join();
+  CHECK(got[0] == want);
+  CHECK(got[1] == want);
 }
