@@ -9,3 +9,29 @@ if(FOFA_TORCH_TESTS)
             $<TARGET_FILE:fofa-train-parity> ${CMAKE_CURRENT_BINARY_DIR}/train_parity)
   set_tests_properties(train_torch_parity PROPERTIES LABELS torch)
 endif()
+
+# Smoke training on real data (about a minute on 2 cores). The data directory is FOFA_DATA_DIR
+# (cache or environment) or ../shared/data beside the source; when it was given explicitly and is
+# missing, the test fails instead of being skipped.
+set(_train_data_dir "${FOFA_DATA_DIR}")
+if(NOT _train_data_dir AND DEFINED ENV{FOFA_DATA_DIR})
+  set(_train_data_dir "$ENV{FOFA_DATA_DIR}")
+endif()
+set(_train_data_given ON)
+if(NOT _train_data_dir)
+  set(_train_data_dir "${PROJECT_SOURCE_DIR}/../shared/data")
+  set(_train_data_given OFF)
+endif()
+if(FOFA_BUILD_EXAMPLES)
+  if(EXISTS "${_train_data_dir}/amazon-games.txt")
+    add_test(NAME train_smoke_real_data
+      COMMAND ${CMAKE_COMMAND} -DFOFA=$<TARGET_FILE:fofa-cli> -DDATA=${_train_data_dir}/amazon-games.txt
+              -DCONFIG=${CMAKE_CURRENT_SOURCE_DIR}/train/smoke_config.json -DWORK=${CMAKE_CURRENT_BINARY_DIR}/train_smoke
+              -P ${CMAKE_CURRENT_SOURCE_DIR}/train/smoke_check.cmake)
+    set_tests_properties(train_smoke_real_data PROPERTIES TIMEOUT 600)
+  elseif(_train_data_given)
+    add_test(NAME train_smoke_real_data
+      COMMAND ${CMAKE_COMMAND} -E echo "FOFA_DATA_DIR=${_train_data_dir} has no amazon-games.txt")
+    set_tests_properties(train_smoke_real_data PROPERTIES WILL_FAIL ON)
+  endif()
+endif()

@@ -205,7 +205,10 @@ class TrainableModel {
     st.x0 = autograd::add(tape, e, P);
     if (cfg_.input_ln)
       st.x0 = autograd::layernorm(tape, st.x0, p(tape, "input_ln.weight"), p(tape, "input_ln.bias"), static_cast<T>(cfg_.eps));
-    if (!adaptive()) return st;
+    if (!adaptive()) {
+      st.mask_values.assign(static_cast<std::size_t>(L), T(1));
+      return st;
+    }
     Var mean_x0 = autograd::mean_rows(tape, autograd::slice_rows(tape, st.x0, 0, prefix));
 
     Var m_for_code;
