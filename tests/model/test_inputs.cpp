@@ -133,7 +133,9 @@ TEST_CASE("adapt: mask follows the budget, cost and bytes follow the mask") {
   opt.controller_head_bias = 3.0f;  // every pi ~0.95: the budget alone decides
   const ForwardOfa m(c, random_weights(c, 11, opt));
   const auto h = ids({4, 5, 6});
-  for (auto [b, kept] : {std::pair{1.0f, 4}, std::pair{0.5f, 2}, std::pair{0.3f, 1}, std::pair{0.01f, 1}}) {
+  for (const auto& budget_kept : {std::pair{1.0f, 4}, std::pair{0.5f, 2}, std::pair{0.3f, 1}, std::pair{0.01f, 1}}) {
+    const float b = budget_kept.first;  // named copies: clang 14 cannot capture structured bindings
+    const int kept = budget_kept.second;
     CAPTURE(b);
     const DevicePlan p = m.adapt(h, b);
     CHECK(static_cast<int>(p.kept().size()) == kept);
