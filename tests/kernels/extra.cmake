@@ -15,3 +15,11 @@ if(FOFA_USE_XSIMD AND CMAKE_SYSTEM_PROCESSOR MATCHES "^(x86_64|AMD64|amd64)$")
   fofa_add_header_only_kernel_test(fofa-tests-kernels-header-avx2 -mavx2 -mfma)
   target_include_directories(fofa-tests-kernels-header-avx2 SYSTEM PRIVATE ${FOFA_XSIMD_INCLUDE_DIR})
 endif()
+
+# The FOFA_ISA override of dispatch builds: forcing scalar works, an unknown name is an error.
+if(FOFA_DISPATCH)
+  add_test(NAME kernels-isa-scalar COMMAND fofa-tests-kernels -tc=*FOFA_ISA*,*dispatcher*)
+  set_tests_properties(kernels-isa-scalar PROPERTIES ENVIRONMENT FOFA_ISA=scalar)
+  add_test(NAME kernels-isa-unknown COMMAND fofa-tests-kernels -tc=*FOFA_ISA*,*dispatcher*)
+  set_tests_properties(kernels-isa-unknown PROPERTIES ENVIRONMENT FOFA_ISA=no-such-isa)
+endif()

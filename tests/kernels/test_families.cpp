@@ -7,6 +7,7 @@
 #include <doctest/doctest.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <limits>
 #include <random>
 #include <string>
@@ -52,16 +53,38 @@ TEST_CASE("the dispatcher lists scalar first and kernels() among the available t
   auto all = available_kernels();
   REQUIRE(!all.empty());
   CHECK(all[0] == &scalar_kernels());
-  bool found = false;
+  const char* forced = std::getenv("FOFA_ISA");
+  const bool bogus = forced && *forced && !find_kernels(forced);
+  bool found = bogus;
   for (const KernelTable* t : all) {
-    found = found || t == &fofa::kernels::kernels();
+    found = found || (!bogus && t == &fofa::kernels::kernels());
     CHECK(find_kernels(t->name) == t);
   }
   CHECK(found);
   CHECK(find_kernels("no-such-isa") == nullptr);
   CHECK(find_kernels(nullptr) == nullptr);
-  MESSAGE("kernel tables: ", all.size(), ", selected: ", std::string(fofa::kernels::kernels().name));
+  if (!bogus) MESSAGE("kernel tables: ", all.size(), ", selected: ", std::string(fofa::kernels::kernels().name));
 }
+
+#if defined(FOFA_DISPATCH)
+// Run by the ctest entries kernels-isa-* with FOFA_ISA set (see extra.cmake).
+TEST_CASE("FOFA_ISA forces a compiled table or fails with a clear error") {
+  const char* forced = std::getenv("FOFA_ISA");
+  if (!forced || !*forced) return;
+  if (find_kernels(forced)) {
+    CHECK(std::string(fofa::kernels::kernels().name) == forced);
+  } else {
+    std::string msg;
+    try {
+      (void)fofa::kernels::kernels();
+    } catch (const Error& e) {
+      msg = e.what();
+    }
+    CHECK(msg.find(std::string("FOFA_ISA=") + forced) != std::string::npos);
+    CHECK(msg.find("scalar") != std::string::npos);  // lists what is available
+  }
+}
+#endif
 
 TEST_CASE("gemm matches reference::linear bit-exactly (none, relu) over every M/N/K tail") {
   for (const KernelTable* t : available_kernels()) {
