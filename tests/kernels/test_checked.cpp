@@ -73,6 +73,12 @@ TEST_CASE("checked API throws fofa::Error naming shapes") {
   Tensor<float> g({4}), be({4}), g_bad({3});
   CHECK_THROWS_AS(layernorm(x4.view(), g_bad.view(), be.view(), 1e-5f, x4.view()), Error);
   CHECK_THROWS_AS(layernorm(x4.view(), g.view(), be.view(), 0.0f, x4.view()), Error);
+  // outputs overlapping inputs are refused
+  Tensor<float> sq({4, 4});
+  PackedMatrix p4 = pack_linear(sq.view());
+  CHECK(error_of([&] { linear(sq.view(), p4, sq.view()); }).find("overlaps") != std::string::npos);
+  CHECK_NOTHROW(linear(sq.view().slice_rows(0, 2), p4, sq.view().slice_rows(2, 4)));
+  CHECK_THROWS_AS(attention(q.view(), k.view(), v.view(), 2, 0, 0, q.view(), scratch), Error);
   // softmax col_begin out of range
   CHECK_THROWS_AS(softmax_rows(x4.view(), false, 0, 7), Error);
 }

@@ -8,6 +8,7 @@
 
 #include <cmath>
 #include <span>
+#include <utility>
 
 #include "fofa/core/tensor.hpp"
 #include "fofa/kernels/kernel_table.hpp"
@@ -28,6 +29,20 @@ void check_vector(const char* what, const TensorView<T>& v, index_t n) {
   FOFA_CHECK(v.rank() == 1 && v.dim(0) == n, what, ": shape ", v.shape().str(), " does not match expected [", n, "]");
   FOFA_CHECK(v.stride(0) == 1 || n <= 1, what, ": vector ", v.shape().str(), " must be contiguous");
 }
+// True when the memory spans of two row-major matrices intersect (the kernels do not
+// support an output that overlaps an input, except where a table function says so).
+template <class A, class B>
+bool overlaps(const TensorView<A>& a, const TensorView<B>& b) {
+  if (a.empty() || b.empty()) return false;
+  auto span = [](const auto& v) {
+    const auto* first = reinterpret_cast<const char*>(v.data());
+    const index_t last = (v.dim(0) - 1) * v.stride(0) + v.dim(1);  // one past the last element
+    return std::pair{first, first + last * static_cast<index_t>(sizeof(*v.data()))};
+  };
+  const auto [a0, a1] = span(a);
+  const auto [b0, b1] = span(b);
+  return a0 < b1 && b0 < a1;
+}
 // Leading dimension to pass to a kernel (any value >= 1 is fine for a single row).
 template <class T>
 index_t ld(const TensorView<T>& v) {
@@ -45,7 +60,8 @@ inline PackedMatrix pack_linear(TensorView<const float> w, TensorView<const floa
   return p;
 }
 
-// y [M, N] = act(x [M, K] W^T + b) (+ y when accumulate).
+// y [M, N] = act(x [M, K] W^T + b) (+ y when accumulate). One row uses the table's gemv,
+// whose summation order differs from gemm (a few ulp apart). y must not overlap x.
 inline void linear(TensorView<const float> x, const PackedMatrix& w, TensorView<float> y,
                    Activation act = Activation::none, bool accumulate = false, const KernelTable& t = kernels()) {
   detail::check_matrix("linear input", x);
@@ -55,6 +71,7 @@ inline void linear(TensorView<const float> x, const PackedMatrix& w, TensorView<
              "] (needs [M, ", w.K, "])");
   FOFA_CHECK(y.dim(0) == x.dim(0) && y.dim(1) == w.N, "linear: output ", y.shape().str(), " does not match [",
              x.dim(0), ", ", w.N, "] for input ", x.shape().str(), " and weight [", w.N, ", ", w.K, "]");
+  FOFA_CHECK(!detail::overlaps(x, y), "linear: output ", y.shape().str(), " overlaps input ", x.shape().str());
   if (x.dim(0) == 1)
     t.gemv(x.data(), w, y.data(), act, accumulate);
   else
@@ -129,6 +146,8 @@ inline void attention(TensorView<const float> q, TensorView<const float> k, Tens
   FOFA_CHECK(v.shape() == k.shape(), "attention: values ", v.shape().str(), " do not match keys ", k.shape().str());
   FOFA_CHECK(out.shape() == q.shape(), "attention: output ", out.shape().str(), " does not match q ",
              q.shape().str());
+  FOFA_CHECK(!detail::overlaps(out, q) && !detail::overlaps(out, k) && !detail::overlaps(out, v),
+             "attention: output ", out.shape().str(), " overlaps q, k or v");
   FOFA_CHECK(static_cast<index_t>(scratch.size()) >= attention_scratch_floats(keys), "attention: scratch of ",
              scratch.size(), " floats < ", attention_scratch_floats(keys), " needed for ", keys, " keys");
   AttentionArgs a;
