@@ -28,7 +28,7 @@ TEST_CASE("block forward: incremental rows with a KV cache == all rows at once")
       Tensor<float>& t = w.get_mut(ln);
       for (index_t i = 0; i < t.numel(); ++i) t[i] = 0.1f * static_cast<float>(i % 5) - 0.2f;
     }
-    const SasRecBackbone<> bb(c, w);
+    const SasRecBackbone<> bb(c, std::make_shared<const ModelWeights>(std::move(w)));
     const auto& block = bb.blocks()[0];
     const index_t R = 9, d = c.d;
     Tensor<float> x0({R, d});

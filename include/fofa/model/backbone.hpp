@@ -11,6 +11,7 @@
 #include <cmath>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <vector>
 
@@ -32,13 +33,18 @@ class SasRecBackbone {
   using Ffn = FeedForward<D, F>;
 
   SasRecBackbone() = default;
-  SasRecBackbone(const ModelConfig& cfg, const ModelWeights& w) : cfg_(cfg) {
+  // The embedding tables are used in place (the largest tensors: shared, not copied), so the
+  // backbone keeps the weights alive; the blocks pack their own copies.
+  SasRecBackbone(const ModelConfig& cfg, std::shared_ptr<const ModelWeights> weights)
+      : cfg_(cfg), weights_(std::move(weights)) {
     cfg.validate();
+    FOFA_CHECK(weights_ != nullptr, "SasRecBackbone: no weights");
+    const ModelWeights& w = *weights_;
     d_ = D(cfg.d);
     f_ = F(cfg.ffn);
     const index_t d = cfg.d;
-    item_emb_ = copy_of(w.get("item_emb.weight", {cfg.items + 1, d}).view());
-    pos_emb_ = copy_of(w.get("pos_emb.weight", {cfg.max_len, d}).view());
+    item_emb_ = &w.get("item_emb.weight", {cfg.items + 1, d});
+    pos_emb_ = &w.get("pos_emb.weight", {cfg.max_len, d});
     if (cfg.input_ln) input_ln_ = LayerNorm<D>(w.get("input_ln.weight", {d}), w.get("input_ln.bias", {d}), cfg.eps);
     if (cfg.final_ln) final_ln_ = LayerNorm<D>(w.get("final_ln.weight", {d}), w.get("final_ln.bias", {d}), cfg.eps);
     blocks_.reserve(static_cast<std::size_t>(cfg.blocks));
@@ -55,8 +61,8 @@ class SasRecBackbone {
 
   const ModelConfig& config() const { return cfg_; }
   index_t dim() const { return static_cast<index_t>(d_); }
-  const Tensor<float>& item_emb() const { return item_emb_; }
-  const Tensor<float>& pos_emb() const { return pos_emb_; }
+  const Tensor<float>& item_emb() const { return *item_emb_; }
+  const Tensor<float>& pos_emb() const { return *pos_emb_; }
   const std::vector<Block>& blocks() const { return blocks_; }
   const LayerNorm<D>& final_ln() const { return final_ln_; }
   const LayerNorm<D>& input_ln() const { return input_ln_; }
@@ -94,7 +100,7 @@ class SasRecBackbone {
       dst = ws.take<float>(t * d);
       ldd = d;
     }
-    k.gather_rows(t, d, item_emb_.data(), d, window.data(), scale, pos_emb_.data() + first_pos * d, d, dst, ldd);
+    k.gather_rows(t, d, item_emb_->data(), d, window.data(), scale, pos_emb_->data() + first_pos * d, d, dst, ldd);
     if (cfg_.input_ln) input_ln_.forward(t, dst, d, x0, ldx);
     ws.rewind(mark);
   }
@@ -139,14 +145,16 @@ class SasRecBackbone {
     const auto& k = kernels::kernels();
     const index_t d = dim();
     for (std::size_t j = 0; j < candidates.size(); ++j)
-      k.dot_rows(1, d, u, item_emb_.data() + static_cast<index_t>(candidates[j]) * d, d, &out[j]);
+      k.dot_rows(1, d, u, item_emb_->data() + static_cast<index_t>(candidates[j]) * d, d, &out[j]);
   }
 
  private:
   ModelConfig cfg_;
   D d_{};
   F f_{};
-  Tensor<float> item_emb_, pos_emb_;
+  std::shared_ptr<const ModelWeights> weights_;
+  const Tensor<float>* item_emb_ = nullptr;  // [V+1, d] inside *weights_
+  const Tensor<float>* pos_emb_ = nullptr;   // [n, d] inside *weights_
   LayerNorm<D> input_ln_, final_ln_;
   std::vector<Block> blocks_;
 };

@@ -55,7 +55,7 @@ class ForwardOfaT {
     cfg.validate();
     check_weights(cfg, weights);
     weights_ = std::make_shared<const ModelWeights>(std::move(weights));
-    backbone_ = SasRecBackbone<D, F>(cfg, *weights_);
+    backbone_ = SasRecBackbone<D, F>(cfg, weights_);
     if (cfg.controller.enabled) controller_ = StructureController<D>(cfg, *weights_);
     if (cfg.mapper_on()) mapper_ = ParameterMapper<D, F>(cfg, *weights_);
     cost_.assign(static_cast<std::size_t>(cfg.blocks), cfg.block_flops());
