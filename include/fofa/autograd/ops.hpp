@@ -9,6 +9,7 @@
 // compiler vectorises for any T), so the same code serves the float and double paths.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <span>
@@ -48,11 +49,36 @@ void gemm_tn(index_t M, index_t N, index_t K, const T* A, const T* B, T* C, bool
     }
   }
 }
-// C[M,N] (+)= A[M,K] B[N,K]^T; B is transposed into `scratch` (K*N) so the inner loop is contiguous.
+// <a, b> over n with 8 independent partial sums, so the compiler vectorises it without fast-math.
+template <class T>
+T dot(index_t n, const T* __restrict a, const T* __restrict b) {
+  T acc[8] = {};
+  index_t i = 0;
+  for (; i + 8 <= n; i += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
+  T s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// C[M,N] (+)= A[M,K] B[N,K]^T. Few rows (the mapper's per-user code, M = 1): dot products against
+// B's rows; otherwise B is transposed into `scratch` (K*N) in cache-sized tiles and the product runs
+// in axpy form, so the transposition is amortised over the M rows.
 template <class T>
 void gemm_nt(index_t M, index_t N, index_t K, const T* A, const T* B, T* C, bool accumulate, T* scratch) {
-  for (index_t j = 0; j < N; ++j)
-    for (index_t p = 0; p < K; ++p) scratch[p * N + j] = B[j * K + p];
+  if (M <= 4) {
+    for (index_t i = 0; i < M; ++i)
+      for (index_t j = 0; j < N; ++j) {
+        const T v = dot(K, A + i * K, B + j * K);
+        C[i * N + j] = accumulate ? C[i * N + j] + v : v;
+      }
+    return;
+  }
+  constexpr index_t tile = 16;
+  for (index_t j0 = 0; j0 < N; j0 += tile)
+    for (index_t p0 = 0; p0 < K; p0 += tile)
+      for (index_t j = j0; j < std::min(N, j0 + tile); ++j)
+        for (index_t p = p0; p < std::min(K, p0 + tile); ++p) scratch[p * N + j] = B[j * K + p];
   gemm_nn(M, N, K, A, scratch, C, accumulate);
 }
 

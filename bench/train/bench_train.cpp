@@ -1,0 +1,52 @@
+// fofa-bench-train: training throughput of the SPEC default Forward-OFA (d 64, 2 heads, 6 blocks,
+// n 50, f 256, controller + low-rank mapper r 8, 23,715 items) at batch 128, for 1 and 2 threads.
+// Every sample is a full window (50 input rows) with a random session start t0, so the work per
+// step matches bench/train/compare_torch.py. Prints one JSON object.
+//   fofa-bench-train [--steps N] [--system forward_ofa|static]
+#include <chrono>
+#include <cstring>
+#include <iostream>
+#include <string>
+
+#include "fofa/train/synthetic.hpp"
+#include "fofa/train/trainer.hpp"
+
+using namespace fofa;
+using namespace fofa::train;
+
+int main(int argc, char** argv) {
+  int steps = 5;
+  std::string system = "forward_ofa";
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (!std::strcmp(argv[i], "--steps")) steps = std::stoi(argv[i + 1]);
+    else if (!std::strcmp(argv[i], "--system")) system = argv[i + 1];
+  }
+  ModelConfig cfg;
+  cfg.items = 23715;
+  if (system == "static") {
+    cfg.controller.enabled = false;
+    cfg.mapper.mode = MapperMode::off;
+  }
+  // 53 items per user: 51 training items -> 50 input rows per sample.
+  const auto syn = make_synthetic({.items = 23715, .users = 2048, .min_length = 53, .max_length = 53, .seed = 3});
+  const SplitData data = split_leave_one_out(syn.data);
+  nlohmann::json out = {{"system", system}, {"batch", 128}, {"rows_per_sequence", 50}, {"steps", steps}};
+  for (int threads : {1, 2}) {
+    TrainerOptions opt;
+    opt.threads = threads;
+    opt.dropout = 0.2;
+    opt.progress = false;
+    Trainer tr(cfg, data, opt);
+    tr.step(tr.batch_samples(0, 0), 1.0);  // warm-up: arenas, page faults
+    double seconds = 0;
+    for (int s = 1; s <= steps; ++s) {
+      const auto samples = tr.batch_samples(0, s);  // sampling is not timed (PyTorch gets its batch ready too)
+      const auto t0 = std::chrono::steady_clock::now();
+      tr.step(samples, 1.0);
+      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    out["fofa_threads_" + std::to_string(threads)] = 128.0 * steps / seconds;
+  }
+  std::cout << out.dump() << "\n";
+  return 0;
+}

@@ -1,0 +1,141 @@
+"""Training throughput, fofa vs PyTorch 1.13 on CPU, same run, 1 and 2 threads.
+
+usage: /usr/bin/python3 bench/train/compare_torch.py BUILD/bench/train/fofa-bench-train [--steps N] [--json OUT]
+PyTorch runs a BATCHED Forward-OFA training step (the fair baseline: [B, n, d] tensors, per-user
+low-rank FFN corrections with bmm, straight-through Gumbel mask, BCE + sparsity + hinge, Adam)
+for the SPEC default model at batch 128 with full 50-row windows and a random session start t0,
+the same work as fofa-bench-train. Reports sequences per second.
+"""
+import json
+import math
+import subprocess
+import sys
+import time
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+V, D, H, L, N, FF, R, DZ, DS, DC = 23715, 64, 2, 6, 50, 256, 8, 64, 16, 64
+B = 128
+
+
+class Batched(nn.Module):
+    def __init__(self, adaptive=True):
+        super().__init__()
+        self.adaptive = adaptive
+        self.item_emb = nn.Embedding(V + 1, D)
+        self.pos_emb = nn.Embedding(N, D)
+        self.ln1 = nn.ModuleList(nn.LayerNorm(D, eps=1e-8) for _ in range(L))
+        self.ln2 = nn.ModuleList(nn.LayerNorm(D, eps=1e-8) for _ in range(L))
+        self.qkv = nn.ModuleList(nn.Linear(D, 3 * D) for _ in range(L))
+        self.out = nn.ModuleList(nn.Linear(D, D) for _ in range(L))
+        self.w1 = nn.ModuleList(nn.Linear(D, FF) for _ in range(L))
+        self.w2 = nn.ModuleList(nn.Linear(FF, D) for _ in range(L))
+        self.final_ln = nn.LayerNorm(D, eps=1e-8)
+        if adaptive:
+            self.c_ext = nn.Linear(D, DC)
+            self.c_head = nn.Linear(DC + 1, L)
+            self.m_ext = nn.Linear(D, DZ)
+            self.m_mlp = nn.Linear(DZ, DZ)
+            self.m_struct = nn.Linear(L, DS)
+            self.a1 = nn.ModuleList(nn.Linear(DZ + DS, D * R) for _ in range(L))
+            self.a2 = nn.ModuleList(nn.Linear(DZ + DS, FF * R) for _ in range(L))
+            self.v1 = nn.ParameterList(nn.Parameter(torch.randn(R, FF) * 0.02) for _ in range(L))
+            self.v2 = nn.ParameterList(nn.Parameter(torch.randn(R, D) * 0.02) for _ in range(L))
+            self.g = nn.ModuleList(nn.Linear(DZ + DS, D, bias=False) for _ in range(L))
+        self.register_buffer("causal", torch.triu(torch.ones(N, N, dtype=torch.bool), 1))
+
+    def forward(self, seq, pos, neg, t0, budget, noise, tau=1.0, p=0.2):
+        x0 = self.item_emb(seq) * math.sqrt(D) + self.pos_emb.weight[None]
+        rows = torch.arange(N)[None, :]
+        if self.adaptive:
+            pm = (rows < t0[:, None]).float()
+            mean = (x0 * pm[..., None]).sum(1) / t0[:, None].float()
+            alpha = self.c_head(torch.cat([torch.tanh(self.c_ext(mean)), budget[:, None]], 1))
+            pi = torch.sigmoid(alpha)
+            soft = torch.sigmoid((alpha + noise) / tau)
+            m = (soft > 0.5).float() + soft - soft.detach()
+            q = torch.cat([torch.tanh(self.m_mlp(torch.tanh(self.m_ext(mean)))), torch.tanh(self.m_struct(m))], 1)
+            loss_rows = (rows >= (t0[:, None] - 1)).float()
+        else:
+            loss_rows = torch.ones(B, N)
+        x = F.dropout(x0, p, True)
+        for k in range(L):
+            h = self.ln1[k](x)
+            qq, kk, vv = self.qkv[k](h).view(B, N, 3, H, D // H).permute(2, 0, 3, 1, 4)
+            s = (qq @ kk.transpose(-1, -2)) / math.sqrt(D // H)
+            a = torch.softmax(s.masked_fill(self.causal, float("-inf")), -1) @ vv
+            a = x + F.dropout(self.out[k](a.transpose(1, 2).reshape(B, N, D)), p, True)
+            h = self.ln2[k](a)
+            f = self.w1[k](h)
+            if self.adaptive:
+                f = f + torch.bmm(torch.bmm(h, self.a1[k](q).view(B, D, R)), self.v1[k].expand(B, R, FF))
+            f = F.dropout(F.gelu(f), p, True)
+            y = self.w2[k](f)
+            if self.adaptive:
+                y = y + torch.bmm(torch.bmm(f, self.a2[k](q).view(B, FF, R)), self.v2[k].expand(B, R, D))
+                y = y * (1 + torch.tanh(self.g[k](q)))[:, None, :]
+            y = a + F.dropout(y, p, True)
+            x = m[:, k, None, None] * y + (1 - m[:, k, None, None]) * x if self.adaptive else y
+        u = self.final_ln(x)
+        yp = (u * self.item_emb(pos)).sum(-1)
+        yn = (u * self.item_emb(neg)).sum(-1)
+        w = loss_rows / loss_rows.sum()
+        loss = (F.binary_cross_entropy_with_logits(yp, torch.ones_like(yp), reduction="none") * w).sum() + \
+            (F.binary_cross_entropy_with_logits(yn, torch.zeros_like(yn), reduction="none") * w).sum()
+        if self.adaptive:
+            frac = pi.mean(1)
+            loss = loss + 0.01 * frac.mean() + torch.relu(frac - budget).mean()
+        return loss
+
+
+def torch_throughput(threads, steps, adaptive):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    model = Batched(adaptive)
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def batch():
+        u = torch.rand(B, L).clamp(1e-6, 1 - 1e-6)
+        return (torch.randint(1, V + 1, (B, N)), torch.randint(1, V + 1, (B, N)), torch.randint(1, V + 1, (B, N)),
+                torch.randint(1, N + 1, (B,)), torch.rand(B) * 0.8 + 0.2, torch.log(u) - torch.log1p(-u))
+
+    def step(b):
+        opt.zero_grad()
+        model(*b).backward()
+        opt.step()
+
+    step(batch())
+    total = 0.0
+    for _ in range(steps):
+        b = batch()
+        t = time.perf_counter()
+        step(b)
+        total += time.perf_counter() - t
+    return B * steps / total
+
+
+def main():
+    exe = sys.argv[1]
+    steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 5
+    results = {}
+    for system, adaptive in (("forward_ofa", True), ("static", False)):
+        ours = json.loads(subprocess.run([exe, "--steps", str(steps), "--system", system], check=True,
+                                         capture_output=True, text=True).stdout)
+        row = {"fofa_1": ours["fofa_threads_1"], "fofa_2": ours["fofa_threads_2"],
+               "torch_1": torch_throughput(1, steps, adaptive), "torch_2": torch_throughput(2, steps, adaptive)}
+        row["speedup_1"] = row["fofa_1"] / row["torch_1"]
+        row["speedup_2"] = row["fofa_2"] / row["torch_2"]
+        row["fofa_scaling"] = row["fofa_2"] / row["fofa_1"]
+        results[system] = row
+        print(f"{system:12s} seq/s  fofa 1T {row['fofa_1']:7.1f}  2T {row['fofa_2']:7.1f}  | torch 1T "
+              f"{row['torch_1']:7.1f}  2T {row['torch_2']:7.1f}  | speedup 1T {row['speedup_1']:.2f}x "
+              f"2T {row['speedup_2']:.2f}x  fofa 2T/1T {row['fofa_scaling']:.2f}x")
+    if "--json" in sys.argv:
+        with open(sys.argv[sys.argv.index("--json") + 1], "w") as f:
+            json.dump({"batch": B, "rows": N, "torch": torch.__version__, "results": results}, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
