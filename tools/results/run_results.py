@@ -1,0 +1,109 @@
+#!/usr/bin/env python3
+"""Regenerates docs/results.json: the SPEC 8 comparison per data set and the lambda sweep.
+
+usage: python3 tools/results/run_results.py --fofa BUILD/tools/cli/fofa [--profile full|quick]
+           [--datasets amazon-games,amazon-beauty,amazon-toys] [--work DIR] [--retrain] [--no-sweep]
+
+For every data set and system (tools/results/configs/*.json) it runs `fofa train` (skipped when the
+model already exists in --work, unless --retrain) and `fofa eval --json` at budget 1.0 (and 0.5 for
+Forward-OFA), then the Forward-OFA lambda sweep on amazon-games. Profile "quick" caps training
+(2 epochs of 30 steps, 1000 validation users) to check the pipeline; its numbers are NOT results
+and are marked "profile": "quick" in the JSON. Afterwards run table.py (README table) and
+plots.py (SVG plots), which read only docs/results.json.
+Data: $FOFA_DATA_DIR or ../shared/data beside the repository. Needs only the python3 standard library.
+"""
+import argparse
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import time
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CONFIGS = ROOT / "tools" / "results" / "configs"
+SYSTEMS = ["static", "shallow", "duet", "forward_ofa"]
+SYSTEM_NAMES = {"static": "static SASRec (6 blocks)", "shallow": "static shallow SASRec (2 blocks)",
+                "duet": "DUET-style (mapper, all blocks)", "forward_ofa": "Forward-OFA (controller + mapper)",
+                "sasrec_paper": "SASRec paper setting (d 50, 2 blocks)"}
+LAMBDAS = [0.0, 0.01, 0.03, 0.1, 0.3]
+
+
+def run_json(cmd):
+    t = time.time()
+    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return json.loads(out), time.time() - t
+
+
+def train_and_eval(fofa, data, config, model, args, budgets=(1.0,), overrides=None):
+    cfg = json.loads(config.read_text())
+    if args.profile == "quick":
+        cfg["train"].update({"epochs": 2, "steps_per_epoch": 30, "eval_users": 1000})
+    cfg["train"]["progress"] = False
+    cfg["train"]["threads"] = args.threads
+    if overrides:
+        cfg["train"].update(overrides)
+    cfg_path = model.with_suffix(".config.json")
+    cfg_path.write_text(json.dumps(cfg, indent=2))
+    train_report, train_seconds = None, None
+    if args.retrain or not model.exists():
+        train_report, train_seconds = run_json([fofa, "train", str(data), "--config", str(cfg_path), "--out",
+                                                str(model), "--quiet", "--json"])
+    rows = []
+    for b in budgets:
+        ev, eval_seconds = run_json([fofa, "eval", str(model), str(data), "--json", "--budget", str(b),
+                                     "--threads", str(args.threads)] + ([] if args.full_ranking else ["--no-full"]))
+        ev["train_seconds"] = train_seconds
+        ev["eval_seconds"] = eval_seconds
+        ev["epochs_run"] = train_report["epochs_run"] if train_report else None
+        ev["device_latency_us"] = None  # measured by fofa-bench-model on device files (device engineer)
+        rows.append(ev)
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--fofa", required=True)
+    ap.add_argument("--profile", choices=["full", "quick"], default="full")
+    ap.add_argument("--datasets", default="amazon-games,amazon-beauty,amazon-toys")
+    ap.add_argument("--work", default=str(ROOT / "build-results"))
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--retrain", action="store_true")
+    ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--full-ranking", action="store_true")
+    ap.add_argument("--out", default=str(ROOT / "docs" / "results.json"))
+    ap.add_argument("--configs", default=str(CONFIGS), help="directory of <system>.json (tests use tiny ones)")
+    args = ap.parse_args()
+    data_dir = pathlib.Path(os.environ.get("FOFA_DATA_DIR") or ROOT.parent / "shared" / "data")
+    work = pathlib.Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+    results = {"profile": args.profile, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+               "protocol": "SPEC 7: leave-one-out test item + 100 sampled negatives, ties against the positive",
+               "systems": SYSTEM_NAMES, "datasets": {}, "lambda_sweep": []}
+    for ds in args.datasets.split(","):
+        data = data_dir / f"{ds}.txt"
+        if not data.exists():
+            sys.exit(f"missing data file {data}")
+        entry = {}
+        for system in SYSTEMS + (["sasrec_paper"] if ds == "amazon-games" else []):
+            budgets = (1.0, 0.5) if system == "forward_ofa" else (1.0,)
+            print(f"[{ds}] {system} ...", file=sys.stderr, flush=True)
+            entry[system] = train_and_eval(args.fofa, data, pathlib.Path(args.configs) / f"{system}.json", work / f"{ds}-{system}.fofa",
+                                           args, budgets)
+        results["datasets"][ds] = entry
+    if not args.no_sweep:
+        data = data_dir / "amazon-games.txt"
+        for lam in LAMBDAS:
+            print(f"[sweep] lambda {lam} ...", file=sys.stderr, flush=True)
+            rows = train_and_eval(args.fofa, data, pathlib.Path(args.configs) / "forward_ofa.json", work / f"sweep-lambda-{lam}.fofa",
+                                  args, (1.0,), {"lambda": lam})
+            results["lambda_sweep"].append({"lambda": lam, **rows[0]})
+    out = pathlib.Path(args.out)
+    tmp = out.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, out)
+    print(f"wrote {out}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()
