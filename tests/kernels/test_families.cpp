@@ -336,6 +336,15 @@ TEST_CASE("NaN propagates through softmax rows and attention like the reference"
       CHECK(!std::isnan(s[static_cast<std::size_t>(c)]));
       CHECK(!std::isnan(s[static_cast<std::size_t>(2 * cols + c)]));
     }
+    // Activations treat NaN like the reference: relu gives 0, gelu/tanh/sigmoid keep NaN.
+    const float nan_in[3] = {std::numeric_limits<float>::quiet_NaN(), 1.0f, -1.0f};
+    for (UnaryOp op : {UnaryOp::relu, UnaryOp::gelu, UnaryOp::tanh, UnaryOp::sigmoid}) {
+      float got[3], want[3];
+      t->unary(op, 3, nan_in, got);
+      reference::unary<float>(op, 3, nan_in, want);
+      CHECK(std::isnan(got[0]) == std::isnan(want[0]));
+      CHECK(got[1] == doctest::Approx(want[1]).epsilon(1e-5));
+    }
     // Outside the kept columns the NaN is masked away, as in the reference.
     auto s2 = random_vec(static_cast<std::size_t>(rows * cols), 32);
     s2[static_cast<std::size_t>(cols - 1)] = std::numeric_limits<float>::quiet_NaN();  // row 0, last col
