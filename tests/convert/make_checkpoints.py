@@ -16,6 +16,8 @@ normalisation as the originals do it), not imported:
             positions 1..n, row 0 = padding), padded rows zeroed after each block, eps 1e-8.
   recbole:  RecBole SASRec + TransformerEncoder: post-LN BERT blocks, LayerNorm on the input,
             GELU (erf), eps 1e-12, right-padded sequences, positions from the start.
+  fofa:     tools/convert/fofa_torch.py (the model engineer's reference): controller + low-rank
+            mapper, scored through adapt() at two budgets.
   s3rec:    S3Rec (CIKM 2020) SASRec fine-tuning model: the same BERT blocks under other names,
             left-padded to max_len with positions over the window (anchored at the end), padding
             keys masked with -10000.
@@ -373,7 +375,29 @@ def tensor_fixtures():
     torch.save({"w": torch.ones(2)}, out("convert_legacy.pt"), _use_new_zipfile_serialization=False)
 
 
+def fofa_layout():
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools", "convert"))
+    import fofa_torch
+    cfg = {"items": ITEMS, "d": D, "heads": HEADS, "blocks": 3, "max_len": MAXLEN, "ffn": 2 * D,
+           "controller": {"enabled": True, "extractor": "mean", "width": 6},
+           "mapper": {"mode": "lowrank", "rank": 2, "code_width": 5, "structure_width": 3}}
+    model = fofa_torch.FofaModel(cfg)
+    model.init_weights(11, mapper_scale=0.2, ln_noise=0.2, bias_scale=0.2, head_bias=0.3)
+    model.eval()
+    torch.save(model.state_dict(), out("convert_fofa.pt"))
+    rng = torch.Generator().manual_seed(5)
+    res = []
+    for length, budget in ((1, 1.0), (4, 0.5), (MAXLEN + 2, 1.0), (MAXLEN, 0.4)):
+        history = torch.randint(1, ITEMS + 1, (length,), generator=rng).tolist()
+        candidates = torch.randint(1, ITEMS + 1, (7,), generator=rng).tolist()
+        r = model.infer(history, candidates, budget)
+        res.append({"history": history, "candidates": candidates, "budget": budget, "logits": r["logits"].tolist()})
+    with open(out("convert_fofa.json"), "w") as f:
+        json.dump({"heads": HEADS, "max_len": MAXLEN, "cases": res}, f)
+
+
 def main():
+    fofa_layout()
     save_layout("pmixer", PmixerSASRec(ITEMS, D, HEADS, BLOCKS, MAXLEN, padding_row=False))
     save_layout("pmixer_v2", PmixerSASRec(ITEMS, D, HEADS, BLOCKS, MAXLEN, padding_row=True))
     save_layout("recbole", RecBoleSASRec(ITEMS, D, HEADS, BLOCKS, MAXLEN, 4 * D), safetensors=True)
