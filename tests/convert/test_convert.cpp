@@ -152,6 +152,17 @@ TEST_CASE("a user mapping with transpose and squeeze rules is applied as written
   CHECK(r.code == 1);  // [8, 32] is not the [32, 8] fofa expects: validated before writing
   CHECK(r.err.find("blocks.0.ffn.w1.weight: shape [8, 32] does not match expected [32, 8]") != std::string::npos);
   CHECK(dir.files() == 1);
+  // An optional rule whose source is absent is skipped; a required one is an error naming it.
+  mapping = fofa::convert::detail::find_preset("recbole_sasrec");
+  mapping["tensors"].push_back({{"to", "final_ln.weight"}, {"from", "no_such.weight"}, {"optional", true}});
+  std::ofstream(dir / "opt.json") << mapping.dump();
+  r = run_convert({"--preset", dir / "opt.json", "--heads", "2", data_path("convert_recbole.pt"), dir / "o.fofa"});
+  CHECK(r.code == 0);
+  mapping["tensors"].back().erase("optional");
+  std::ofstream(dir / "req.json") << mapping.dump();
+  r = run_convert({"--preset", dir / "req.json", "--heads", "2", data_path("convert_recbole.pt"), dir / "q.fofa"});
+  CHECK(r.code == 1);
+  CHECK(r.err.find("has no tensor 'no_such.weight'") != std::string::npos);
 }
 
 TEST_CASE("refusals: malicious pickle, missing --heads, wrong preset, legacy file, bad flags") {
@@ -175,6 +186,9 @@ TEST_CASE("refusals: malicious pickle, missing --heads, wrong preset, legacy fil
   r = run_convert({"--preset", "pmixer_sasrec", "--heads", "2", "--max-len", "4", data_path("convert_pmixer.pt"), dir / "m.fofa"});
   CHECK(r.code == 1);
   CHECK(r.err.find("anchored at the end") != std::string::npos);
+  r = run_convert({"--preset", "fofa", "--heads", "2", "--max-len", "3", data_path("convert_fofa.pt"), dir / "m.fofa"});
+  CHECK(r.code == 1);
+  CHECK(r.err.find("--max-len is not supported with preset 'fofa'") != std::string::npos);
   r = run_convert({"--preset", "nope", "--heads", "2", data_path("convert_pmixer.pt"), dir / "m.fofa"});
   CHECK(r.code == 1);
   CHECK(r.err.find("unknown preset 'nope'") != std::string::npos);

@@ -13,7 +13,8 @@
 //    "tensors": [{"to": "blocks.{k}.attn.q.weight", "from": "attention_layers.{k}.in_proj_weight",
 //                 "rows": ["0", "d"]},                                  slice of dim 0
 //                {"to": "blocks.{k}.ffn.w1.weight", "from": "...conv1.weight", "squeeze": 2},
-//                {"to": "...", "from": "...", "transpose": true}],     2-D transpose
+//                {"to": "...", "from": "...", "transpose": true},     2-D transpose
+//                {"to": "...", "from": "...", "optional": true}],     skipped when the source is absent
 //    "ignore": ["pattern", ...]}                                        unused but not reported
 // "{k}" expands over the blocks. The vars d, items, blocks, max_len, ffn become the config; heads
 // cannot be inferred from weights and must be given. The result is validated against
@@ -284,6 +285,8 @@ class PresetApplier {
 
   // fofa's own names: everything passes through; presence decides the optional parts.
   void infer_fofa(nlohmann::json& cfg, Conversion& c) {
+    FOFA_CHECK(!opt_.max_len, "--max-len is not supported with preset 'fofa': the model keeps its ", dim_of("pos_emb.weight", 0),
+               " positions");
     vars_["d"] = dim_of("item_emb.weight", 1);
     vars_["items"] = dim_of("item_emb.weight", 0) - 1;
     vars_["max_len"] = dim_of("pos_emb.weight", 0);
