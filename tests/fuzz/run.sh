@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Builds the libFuzzer targets (clang++-14, ASan+UBSan) and runs each for SECONDS (default 60)
 # on a scratch copy of its seed corpus, one after the other. Exit status non-zero on any finding.
-# Usage: tests/fuzz/run.sh [SECONDS] [BUILD_DIR]   (FUZZ_JOBS=N for make -jN, default 2)
+# Usage: tests/fuzz/run.sh [SECONDS] [BUILD_DIR]   (BUILD_DIR also from FOFA_BUILD_DIR; FUZZ_JOBS=N for make -jN, default 2)
 set -euo pipefail
 seconds=${1:-60}
 root=$(cd "$(dirname "$0")/../.." && pwd)
-build=${2:-$root/build-fuzz}
+build=${2:-${FOFA_BUILD_DIR:-$root/build-fuzz}}
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFOFA_FUZZ=ON -DFOFA_BUILD_TESTS=ON -DFOFA_BUILD_BENCH=OFF -DFOFA_BUILD_EXAMPLES=OFF -DFOFA_DISPATCH=OFF >/dev/null
 targets=(fuzz_zip fuzz_pickle fuzz_fofa_file fuzz_safetensors)
