@@ -81,6 +81,9 @@ TEST_CASE("device rerank equals the full model's rerank for the same plan") {
         const Ranking full = model.rerank(history, candidates, plan);
         check_close(r.scores, full.scores, 1e-5f);
         CHECK(std::vector<std::int32_t>(r.items.begin(), r.items.end()) == full.items);
+        const Ranking once = dm.rerank();  // the one-shot form gives the session's result
+        CHECK(once.items == std::vector<std::int32_t>(r.items.begin(), r.items.end()));
+        CHECK(once.scores == std::vector<float>(r.scores.begin(), r.scores.end()));
       }
     }
   }

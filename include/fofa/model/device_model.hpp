@@ -5,7 +5,8 @@
 //
 //   DeviceModel model = fofa::io::load_device("session.fofa");   // io/device_file.hpp
 //   DeviceSession s(model);                  // runs the file's history through the kept blocks
-//   RankingView r = s.rerank();              // the file's candidates, best first
+//   RankingView r = s.rerank();              // the file's candidates, best first (model.rerank()
+//                                            // does the same with a temporary session)
 //   s.push(r.items[0]);                      // a click: with start positions, one new row per
 //   r = s.rerank();                          // kept block, reusing cached keys/values
 //
@@ -121,6 +122,10 @@ class DeviceModelT {
     const index_t r = row_of(id);
     return r >= 0 && impl().candidate_row[static_cast<std::size_t>(r)] != 0;
   }
+  // One-shot rerank over the file's history with a temporary session (allocates; keep a
+  // DeviceSession for repeated requests and clicks).
+  Ranking rerank(std::span<const std::int32_t> candidates) const;
+  Ranking rerank() const { return rerank(candidates()); }
   // True when push() extends the K/V caches instead of recomputing (start positions, no padding).
   bool incremental_push() const {
     return impl().cfg.positions == Positions::start && impl().cfg.padding == Padding::none;
@@ -451,6 +456,17 @@ class DeviceSessionT {
   std::vector<index_t> order_;
   std::vector<std::int32_t> items_;
 };
+
+template <class D, class F>
+Ranking DeviceModelT<D, F>::rerank(std::span<const std::int32_t> candidates) const {
+  DeviceSessionT<D, F> session(*this);
+  const RankingView r = session.rerank(candidates);
+  Ranking out;
+  out.order.assign(r.order.begin(), r.order.end());
+  out.items.assign(r.items.begin(), r.items.end());
+  out.scores.assign(r.scores.begin(), r.scores.end());
+  return out;
+}
 
 using DeviceModel = DeviceModelT<>;
 using DeviceSession = DeviceSessionT<>;
