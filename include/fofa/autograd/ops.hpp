@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <type_traits>
 #include <vector>
 
 #include "fofa/autograd/tape.hpp"
@@ -21,33 +22,86 @@ namespace fofa::autograd {
 
 // ---- dense kernels (row-major, leading dimension = cols) ---------------------------------
 
+namespace detail {
+
+// The GEMM inner loops in axpy form. On x86-64 with GCC/Clang the float instances are also compiled
+// for AVX2+FMA and AVX-512 and picked at load time (target_clones), since the library's users build
+// for baseline x86-64; the double instances (gradient checks) stay portable.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FOFA_NO_XSIMD)
+#define FOFA_AUTOGRAD_CLONES __attribute__((target_clones("default", "arch=haswell", "arch=skylake-avx512")))
+#else
+#define FOFA_AUTOGRAD_CLONES
+#endif
+
+// C[M,N] += a(i, p) B[K,N] with a(i, p) = A[i * sa + p * sp] (sa = K, sp = 1: A is [M,K]; sa = 1,
+// sp = M: A is [K,M] transposed). Full 4 x 32 tiles of C stay in registers across the K loop (the
+// axpy form would load and store C once per p); ragged edges use the plain axpy loop.
+template <class T>
+inline void axpy_gemm(index_t M, index_t N, index_t K, const T* A, index_t sa, index_t sp, const T* B, T* C) {
+  constexpr index_t TM = 4, TN = 32;
+  const index_t M4 = M / TM * TM, N32 = N / TN * TN;
+  for (index_t i0 = 0; i0 < M4; i0 += TM) {
+    for (index_t j0 = 0; j0 < N32; j0 += TN) {
+      T acc[TM][TN] = {};
+      for (index_t p = 0; p < K; ++p) {
+        const T* __restrict b = B + p * N + j0;
+        for (index_t ii = 0; ii < TM; ++ii) {
+          const T a = A[(i0 + ii) * sa + p * sp];
+          for (index_t jj = 0; jj < TN; ++jj) acc[ii][jj] += a * b[jj];
+        }
+      }
+      for (index_t ii = 0; ii < TM; ++ii)
+        for (index_t jj = 0; jj < TN; ++jj) C[(i0 + ii) * N + j0 + jj] += acc[ii][jj];
+    }
+  }
+  // Ragged edges: columns N32.. of the first M4 rows, then all columns of rows M4..
+  auto edge = [&](index_t i_begin, index_t i_end, index_t j_begin) {
+    for (index_t i = i_begin; i < i_end; ++i) {
+      T* __restrict c = C + i * N;
+      for (index_t p = 0; p < K; ++p) {
+        const T a = A[i * sa + p * sp];
+        const T* __restrict b = B + p * N;
+        for (index_t j = j_begin; j < N; ++j) c[j] += a * b[j];
+      }
+    }
+  };
+  if (N32 < N) edge(0, M4, N32);
+  edge(M4, M, 0);
+}
+template <class T>
+inline void axpy_nn(index_t M, index_t N, index_t K, const T* A, const T* B, T* C) {
+  axpy_gemm(M, N, K, A, K, 1, B, C);
+}
+template <class T>
+inline void axpy_tn(index_t M, index_t N, index_t K, const T* A, const T* B, T* C) {
+  axpy_gemm(M, N, K, A, 1, M, B, C);
+}
+FOFA_AUTOGRAD_CLONES inline void axpy_nn_f32(index_t M, index_t N, index_t K, const float* A, const float* B, float* C) {
+  axpy_nn(M, N, K, A, B, C);
+}
+FOFA_AUTOGRAD_CLONES inline void axpy_tn_f32(index_t M, index_t N, index_t K, const float* A, const float* B, float* C) {
+  axpy_tn(M, N, K, A, B, C);
+}
+
+}  // namespace detail
+
 // C[M,N] (+)= A[M,K] B[K,N]
 template <class T>
 void gemm_nn(index_t M, index_t N, index_t K, const T* A, const T* B, T* C, bool accumulate) {
   if (!accumulate) std::fill_n(C, M * N, T(0));
-  for (index_t i = 0; i < M; ++i) {
-    T* __restrict c = C + i * N;
-    for (index_t p = 0; p < K; ++p) {
-      const T a = A[i * K + p];
-      if (a == T(0)) continue;
-      const T* __restrict b = B + p * N;
-      for (index_t j = 0; j < N; ++j) c[j] += a * b[j];
-    }
-  }
+  if constexpr (std::is_same_v<T, float>)
+    detail::axpy_nn_f32(M, N, K, A, B, C);
+  else
+    detail::axpy_nn(M, N, K, A, B, C);
 }
 // C[M,N] (+)= A[K,M]^T B[K,N]
 template <class T>
 void gemm_tn(index_t M, index_t N, index_t K, const T* A, const T* B, T* C, bool accumulate) {
   if (!accumulate) std::fill_n(C, M * N, T(0));
-  for (index_t p = 0; p < K; ++p) {
-    const T* __restrict b = B + p * N;
-    for (index_t i = 0; i < M; ++i) {
-      const T a = A[p * M + i];
-      if (a == T(0)) continue;
-      T* __restrict c = C + i * N;
-      for (index_t j = 0; j < N; ++j) c[j] += a * b[j];
-    }
-  }
+  if constexpr (std::is_same_v<T, float>)
+    detail::axpy_tn_f32(M, N, K, A, B, C);
+  else
+    detail::axpy_tn(M, N, K, A, B, C);
 }
 // <a, b> over n with 8 independent partial sums, so the compiler vectorises it without fast-math.
 template <class T>
