@@ -1,0 +1,36 @@
+// `fofa from-safetensors IN.safetensors OUT.fofa [--config CONFIG.json]`: a .fofa file from
+// safetensors (F32/F16/BF16/F64 -> f32, I32/I64 -> i32). The configuration comes from --config or
+// from __metadata__["fofa_config"]; a model file is then fully validated before it is written.
+#include <fstream>
+#include <iostream>
+
+#include "cli.hpp"
+
+namespace fofa::cli {
+
+int cmd_from_safetensors(const std::vector<std::string>& args, std::ostream& out) {
+  const Args a(args, {"--config"}, {});
+  a.expect_positional(2, "IN.safetensors and OUT.fofa");
+  std::optional<nlohmann::json> config;
+  if (a.has("--config")) {
+    std::ifstream in(a.get("--config"));
+    FOFA_CHECK(in.good(), a.get("--config"), ": cannot open for reading");
+    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    FOFA_CHECK(!j.is_discarded(), a.get("--config"), ": not valid JSON");
+    config = j.contains("config") && j["config"].is_object() ? j["config"] : j;
+  }
+  const io::SafetensorsFile st = io::SafetensorsFile::map(a.positional()[0]);
+  const std::vector<std::byte> bytes = io::safetensors_to_fofa(st, config).to_bytes();
+  // Validate the result as its kind before writing it: never write a file fofa cannot load.
+  const io::FofaFile f = io::FofaFile::load_from_memory({bytes.data(), bytes.size()}, a.positional()[1]);
+  if (f.kind() == "model")
+    (void)io::model_from_file(f);
+  else
+    (void)io::device_from_file(f);
+  io::write_file_atomic(a.positional()[1], bytes);
+  out << "wrote " << a.positional()[1] << ": " << bytes.size() << " bytes, " << f.tensors().size() << " tensors ("
+      << f.kind() << ")\n";
+  return 0;
+}
+
+}  // namespace fofa::cli
