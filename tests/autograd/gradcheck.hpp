@@ -42,10 +42,12 @@ inline double max_gradient_error(ParamSet<double>& ps, const std::function<Var(T
     Tape<double> tape(ps, grads);
     tape.backward(build(tape));
   }
+  // One tape for all the perturbed forwards: its arena is reused instead of reallocated each time.
+  GradSet<double> scratch_grads(ps);
+  Tape<double> scratch(ps, scratch_grads);
   const auto loss = [&] {
-    GradSet<double> g(ps);
-    Tape<double> tape(ps, g);
-    return tape.scalar(build(tape));
+    scratch.reset();
+    return scratch.scalar(build(scratch));
   };
   double worst_err = 0;
   for (int i = 0; i < ps.size(); ++i) {

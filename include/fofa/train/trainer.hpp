@@ -20,6 +20,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <iomanip>
+#include <memory>
 #include <optional>
 #include <ostream>
 #include <sstream>
@@ -106,6 +107,9 @@ class Trainer {
       train_sorted_[u] = std::move(h);
     }
     for (int t = 0; t < opt_.threads; ++t) grads_.emplace_back(model_.params());
+    // Tapes live as long as the trainer so their arenas are reused by every step.
+    for (int t = 0; t < opt_.threads; ++t)
+      tapes_.push_back(std::make_unique<autograd::Tape<float>>(model_.params(), grads_[static_cast<std::size_t>(t)]));
     best_ = snapshot();
   }
 
@@ -218,7 +222,8 @@ class Trainer {
     auto work = [&](std::size_t t) {
       try {
         grads_[t].zero();
-        autograd::Tape<float> tape(model_.params(), grads_[t]);
+        autograd::Tape<float>& tape = *tapes_[t];
+        tape.reset();
         SampleStats st;
         for (std::size_t i = t * chunk; i < std::min(samples.size(), (t + 1) * chunk); ++i) {
           autograd::Var l = model_.forward_loss(tape, samples[i], w, topt, &st);
@@ -390,6 +395,7 @@ class Trainer {
   std::vector<std::size_t> trainable_users_;
   std::vector<std::vector<std::int32_t>> train_sorted_;
   std::vector<autograd::GradSet<float>> grads_;
+  std::vector<std::unique_ptr<autograd::Tape<float>>> tapes_;
   Snapshot best_;
   std::vector<EpochRecord> history_;
   int epoch_ = 0, best_epoch_ = 0, bad_epochs_ = 0;
