@@ -287,6 +287,11 @@ TEST_CASE("attention matches the reference: cached rows, padding, every head wid
       cases.push_back({L, 0, 0, 2, dh});
   for (index_t L : {33, 64, 100, 200, 512}) cases.push_back({L, 0, 0, 1, 32});
   cases.push_back({512, 0, 37, 2, 32});
+  for (index_t dh : {1, 3, 8, 16, 17, 32, 48, 64, 128, 130}) {  // one new row (the device push path)
+    cases.push_back({1, 37, 0, 2, dh});
+    cases.push_back({1, 40, 5, 2, dh});   // key_begin not a multiple of the vector width
+    cases.push_back({1, 20, 21, 2, dh});  // every visible key is padding -> zeros
+  }
   cases.push_back({1, 49, 0, 2, 32});     // incremental: one new row, 49 cached
   cases.push_back({3, 47, 10, 2, 32});    // cached + padding
   cases.push_back({1, 199, 150, 4, 16});

@@ -631,6 +631,87 @@ inline void attention_head_rowwise(const AttentionArgs& a, index_t c0) {
   }
 }
 
+// out[i] = sum of the lanes of v[i], i < W (W floats written).
+template <class Arch>
+inline void hsums(const Vec<Arch>* v, float* out) {
+#if defined(__AVX512F__) && defined(__AVX512DQ__)
+  if constexpr (Traits<Arch>::W == 16) {  // xsimd 8.1's AVX-512 haddp returns the sums out of order
+    for (int h = 0; h < 2; ++h) {
+      xsimd::batch<float, xsimd::avx2> half[8];
+      for (int i = 0; i < 8; ++i)
+        half[i] = _mm256_add_ps(_mm512_castps512_ps256(v[8 * h + i]), _mm512_extractf32x8_ps(v[8 * h + i], 1));
+      xsimd::haddp(half).store_unaligned(out + 8 * h);
+    }
+    return;
+  }
+#endif
+  xsimd::haddp(v).store_unaligned(out);
+}
+
+// One query row, head_dim = NV * W: scores W keys at a time (one horizontal add per W keys via
+// haddp), then P V with two accumulator sets over alternate keys (latency-bound otherwise).
+template <class Arch, int NV>
+inline void attention_head_single(const AttentionArgs& a, index_t c0) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  const index_t kb = a.key_begin > 0 ? a.key_begin : 0, e = a.q_offset + 1;  // keys [kb, e)
+  float* o = a.out + c0;
+  if (e <= kb) {
+    fill_zero<Arch>(o, NV * W);
+    return;
+  }
+  V q[NV];
+#pragma GCC unroll 8
+  for (int c = 0; c < NV; ++c) q[c] = V::load_unaligned(a.q + c0 + c * W);
+  float* s = a.scratch;
+  for (index_t j0 = kb; j0 < e; j0 += W) {
+    V dots[W];
+    for (index_t r = 0; r < W; ++r) {
+      const float* kj = a.k + (j0 + r) * a.ldk + c0;
+      V acc(0.0f);
+      if (j0 + r < e) {
+#pragma GCC unroll 8
+        for (int c = 0; c < NV; ++c) acc = fmadd<Arch>(q[c], V::load_unaligned(kj + c * W), acc);
+      }
+      dots[r] = acc;
+    }
+    hsums<Arch>(dots, s + j0);  // may write W - 1 floats past the keys: scratch is larger
+  }
+  const float inv_sum = softmax_span<Arch>(s, kb, e, a.scale, false);
+  V acc0[NV], acc1[NV];
+#pragma GCC unroll 8
+  for (int c = 0; c < NV; ++c) acc0[c] = acc1[c] = V(0.0f);
+  index_t j = kb;
+  for (; j + 2 <= e; j += 2) {
+    const V p0(s[j]), p1(s[j + 1]);
+    const float* v0 = a.v + j * a.ldv + c0;
+#pragma GCC unroll 8
+    for (int c = 0; c < NV; ++c) {
+      acc0[c] = fmadd<Arch>(p0, V::load_unaligned(v0 + c * W), acc0[c]);
+      acc1[c] = fmadd<Arch>(p1, V::load_unaligned(v0 + a.ldv + c * W), acc1[c]);
+    }
+  }
+  if (j < e) {
+    const V p0(s[j]);
+#pragma GCC unroll 8
+    for (int c = 0; c < NV; ++c) acc0[c] = fmadd<Arch>(p0, V::load_unaligned(a.v + j * a.ldv + c0 + c * W), acc0[c]);
+  }
+#pragma GCC unroll 8
+  for (int c = 0; c < NV; ++c) ((acc0[c] + acc1[c]) * V(inv_sum)).store_unaligned(o + c * W);
+}
+
+template <class Arch, int NV = 1>
+inline bool attention_head_single_nv(const AttentionArgs& a, index_t c0) {
+  if constexpr (NV <= 8) {
+    if (a.head_dim == NV * Traits<Arch>::W) {
+      attention_head_single<Arch, NV>(a, c0);
+      return true;
+    }
+    return attention_head_single_nv<Arch, NV + 1>(a, c0);
+  }
+  return false;
+}
+
 // head_dim a multiple of W and <= kAttentionFastHeadDim: K^T in scratch, then blocks of
 // kAttentionRowBlock query rows do S = Q K^T and O = P V with the GEMM micro-kernels.
 template <class Arch>
@@ -692,6 +773,8 @@ inline void attention(const AttentionArgs& a) {
   constexpr index_t W = Traits<Arch>::W;
   const bool blocked = a.head_dim % W == 0 && a.head_dim <= kAttentionFastHeadDim;
   for (index_t h = 0; h < a.heads; ++h) {
+    // One query row (a device push): transposing every cached key would cost more than the row.
+    if (a.q_rows == 1 && attention_head_single_nv<Arch>(a, h * a.head_dim)) continue;
     if (blocked)
       attention_head_blocked<Arch>(a, h * a.head_dim);
     else
