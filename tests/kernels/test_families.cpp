@@ -121,6 +121,41 @@ TEST_CASE("gemm matches reference::linear bit-exactly (none, relu) over every M/
   }
 }
 
+TEST_CASE("pack_linear_t (weight given transposed) gives gemm bit-exact to reference::linear over every tail") {
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    for (index_t N : kColsN) {
+      for (index_t K : kDepthK) {
+        const index_t ldw = K, ldwt = N + 3;
+        auto wt = random_vec(static_cast<std::size_t>(std::max<index_t>(K, 1) * ldwt), static_cast<unsigned>(N * 17 + K));
+        std::vector<float> w(static_cast<std::size_t>(N * ldw));  // the same weight in nn.Linear layout
+        for (index_t n = 0; n < N; ++n)
+          for (index_t k = 0; k < K; ++k) w[static_cast<std::size_t>(n * ldw + k)] = wt[static_cast<std::size_t>(k * ldwt + n)];
+        auto b = random_vec(static_cast<std::size_t>(N), static_cast<unsigned>(N + 11));
+        const bool with_bias = (N + K) % 2 != 0;
+        PackedMatrix p;
+        t->pack_linear_t(N, K, wt.data(), ldwt, with_bias ? b.data() : nullptr, p);
+        REQUIRE(p.N == N);
+        REQUIRE(p.K == K);
+        for (index_t M : kRowsM) {
+          const index_t ldx = K + 1, ldy = N + 2;
+          auto x = random_vec(static_cast<std::size_t>(M * ldx), static_cast<unsigned>(M * 5 + N + K));
+          for (bool accumulate : {false, true}) {
+            CAPTURE(M); CAPTURE(N); CAPTURE(K); CAPTURE(accumulate);
+            auto y = random_vec(static_cast<std::size_t>(M * ldy), 77);
+            auto want = y;
+            reference::linear<float>(M, N, K, x.data(), ldx, w.data(), ldw, with_bias ? b.data() : nullptr,
+                                     want.data(), ldy, Activation::none, accumulate);
+            t->gemm(M, x.data(), ldx, p, y.data(), ldy, Activation::none, accumulate);
+            REQUIRE(count_far(y.data(), want.data(), y.size(), 0.0f, 0.0f) == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST_CASE("gemm with gelu within tolerance; gemv within tolerance of the reference") {
   for (const KernelTable* t : available_kernels()) {
     const std::string isa = t->name;

@@ -369,7 +369,23 @@ Var mean_rows(Tape<T>& t, Var a) {
 
 // ---- GEMMs -----------------------------------------------------------------------------
 
+namespace detail {
+// out[n * M + m] = a[m * lda + n]: a [M, N] transposed into [N, M].
+inline void transpose(index_t M, index_t N, const float* a, index_t lda, float* out) {
+  constexpr index_t tile = 16;
+  for (index_t m0 = 0; m0 < M; m0 += tile)
+    for (index_t n0 = 0; n0 < N; n0 += tile)
+      for (index_t n = n0; n < std::min(N, n0 + tile); ++n)
+        for (index_t m = m0; m < std::min(M, m0 + tile); ++m) out[n * M + m] = a[m * lda + n];
+}
+// Products with at least this many rows use the packed SIMD GEMM (float); fewer rows (the
+// mapper's and controller's one-row products) stay in dot / axpy form.
+inline constexpr index_t kPackedGemmMinRows = 5;
+}  // namespace detail
+
 // y = x W^T (+ b): x [M, K], W [N, K] (nn.Linear layout), b [1, N] or invalid Var.
+// float with M >= 5 rows: kernels::gemm with W packed (cached per step when the tape caches
+// parameter packs); dW = dy^T x runs as a GEMM over the M rows with dy transposed.
 template <class T>
 Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
   const index_t M = t.rows(x), K = t.cols(x), N = t.rows(w);
@@ -377,11 +393,30 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
   if (b.valid())
     FOFA_CHECK(t.rows(b) * t.cols(b) == N, "linear: bias has ", t.rows(b) * t.cols(b), " elements, W has ", N,
                " rows");
-  Var y = t.make(M, N);
+  Var y = t.make_output(M, N);
   T *xv = t.value(x), *xg = t.grad(x), *wv = t.value(w), *wg = t.grad(w), *yv = t.value(y), *yg = t.grad(y);
   T* bv = b.valid() ? t.value(b) : nullptr;
   T* bg = b.valid() ? t.grad(b) : nullptr;
-  T* scratch = t.scratch(N * K);
+  if constexpr (std::is_same_v<T, float>) {
+    if (M >= detail::kPackedGemmMinRows) {
+      const kernels::KernelTable& kt = kernels::kernels();
+      kt.gemm(M, xv, K, t.packed_weight(w, bv, false), yv, N, kernels::Activation::none, false);
+      Tape<T>* tp = &t;
+      t.on_backward([=] {
+        kt.gemm(M, yg, N, tp->packed_weight(w, nullptr, true), xg, K, kernels::Activation::none, true);  // dx = dy W
+        float* dyT = tp->temp(N * M, 0);  // dW = dy^T x: rows of dy^T against x packed as [K, M]
+        detail::transpose(M, N, yg, N, dyT);
+        kernels::PackedMatrix& px = tp->packed_scratch();
+        kt.pack_linear_t(K, M, xv, K, nullptr, px);
+        kt.gemm(N, dyT, M, px, wg, K, kernels::Activation::none, true);
+        if (bg)
+          for (index_t i = 0; i < M; ++i)
+            for (index_t j = 0; j < N; ++j) bg[j] += yg[i * N + j];
+      });
+      return y;
+    }
+  }
+  T* scratch = M <= 4 ? nullptr : t.scratch_uninit(N * K);
   gemm_nt(M, N, K, xv, wv, yv, false, scratch);
   if (bv)
     for (index_t i = 0; i < M; ++i)
@@ -401,10 +436,26 @@ template <class T>
 Var matmul(Tape<T>& t, Var a, Var b) {
   const index_t M = t.rows(a), K = t.cols(a), N = t.cols(b);
   FOFA_CHECK(t.rows(b) == K, "matmul: [", M, ", ", K, "] x [", t.rows(b), ", ", N, "]");
-  Var y = t.make(M, N);
+  Var y = t.make_output(M, N);
   T *av = t.value(a), *ag = t.grad(a), *bv = t.value(b), *bg = t.grad(b), *yv = t.value(y), *yg = t.grad(y);
+  if constexpr (std::is_same_v<T, float>) {
+    if (M >= detail::kPackedGemmMinRows) {
+      const kernels::KernelTable& kt = kernels::kernels();
+      kt.gemm(M, av, K, t.packed_weight(b, nullptr, true), yv, N, kernels::Activation::none, false);
+      Tape<T>* tp = &t;
+      t.on_backward([=] {
+        kt.gemm(M, yg, N, tp->packed_weight(b, nullptr, false), ag, K, kernels::Activation::none, true);  // da = dy b^T
+        float* aT = tp->temp(K * M, 0);  // db = a^T dy: rows of a^T against dy packed as [M, N]
+        detail::transpose(M, K, av, K, aT);
+        kernels::PackedMatrix& pd = tp->packed_scratch();
+        kt.pack_linear_t(N, M, yg, N, nullptr, pd);
+        kt.gemm(K, aT, M, pd, bg, N, kernels::Activation::none, true);
+      });
+      return y;
+    }
+  }
   gemm_nn(M, N, K, av, bv, yv, false);
-  T* scratch = t.scratch(K * N);
+  T* scratch = t.scratch_uninit(K * N);
   t.on_backward([=] {
     gemm_nt(M, K, N, yg, bv, ag, true, scratch);  // da = dy b^T
     gemm_tn(K, N, M, av, yg, bg, true);           // db = a^T dy

@@ -11,6 +11,9 @@
 #pragma once
 
 #include <algorithm>
+#include <array>
+#include <cstdint>
+#include <type_traits>
 #include <cstring>
 #include <functional>
 #include <memory>
@@ -20,6 +23,7 @@
 
 #include "fofa/core/error.hpp"
 #include "fofa/core/tensor.hpp"
+#include "fofa/kernels/kernel_table.hpp"
 
 namespace fofa::autograd {
 
@@ -183,7 +187,8 @@ class GradSet {
 template <class T>
 class Arena {
  public:
-  T* alloc(index_t n) {
+  // n elements, zeroed unless zero = false (the caller overwrites every element).
+  T* alloc(index_t n, bool zero = true) {
     const auto need = static_cast<std::size_t>(std::max<index_t>(n, 1));
     while (chunk_ < chunks_.size() && used_ + need > chunks_[chunk_].size()) {
       ++chunk_;
@@ -195,7 +200,7 @@ class Arena {
     }
     T* p = chunks_[chunk_].data() + used_;
     used_ += (need + 15) / 16 * 16;  // 64-byte steps for float
-    std::fill_n(p, need, T(0));
+    if (zero) std::fill_n(p, need, T(0));
     return p;
   }
   void reset() {
@@ -216,6 +221,7 @@ class Tape {
     index_t rows = 0, cols = 0;
     T* value = nullptr;
     T* grad = nullptr;
+    int param = -1;  // the dense parameter this node aliases (param()), else -1
   };
 
   Tape(ParamSet<T>& params, GradSet<T>& grads) : params_(&params), grads_(&grads) {
@@ -226,6 +232,13 @@ class Tape {
   Var make(index_t rows, index_t cols) {
     FOFA_CHECK(rows >= 0 && cols >= 0, "negative node shape [", rows, ", ", cols, "]");
     Node n{rows, cols, arena_.alloc(rows * cols), arena_.alloc(rows * cols)};
+    nodes_.push_back(n);
+    return Var{static_cast<int>(nodes_.size()) - 1};
+  }
+  // New node whose value the caller overwrites entirely (not zeroed); gradient zeroed.
+  Var make_output(index_t rows, index_t cols) {
+    FOFA_CHECK(rows >= 0 && cols >= 0, "negative node shape [", rows, ", ", cols, "]");
+    Node n{rows, cols, arena_.alloc(rows * cols, false), arena_.alloc(rows * cols)};
     nodes_.push_back(n);
     return Var{static_cast<int>(nodes_.size()) - 1};
   }
@@ -242,7 +255,7 @@ class Tape {
     FOFA_CHECK(!p.sparse_rows, "parameter ", p.name, " is row-sparse: use gather()");
     const index_t rows = p.shape.rank() >= 2 ? p.shape[0] : 1;
     const index_t cols = p.shape.numel() / std::max<index_t>(rows, 1);
-    nodes_.push_back(Node{rows, cols, p.value.data(), grads_->data(index)});
+    nodes_.push_back(Node{rows, cols, p.value.data(), grads_->data(index), index});
     return Var{static_cast<int>(nodes_.size()) - 1};
   }
   Var param(const std::string& name) { return param(params_->find(name)); }
@@ -288,6 +301,54 @@ class Tape {
   ParamSet<T>& params() { return *params_; }
   GradSet<T>& grads() { return *grads_; }
   T* scratch(index_t n) { return arena_.alloc(n); }
+  // Arena memory the caller overwrites before reading (not zeroed); lives until reset().
+  T* scratch_uninit(index_t n) { return arena_.alloc(n, false); }
+  // A reusable buffer of n elements (slot 0..3), valid until the next call with the same slot.
+  T* temp(index_t n, int slot = 0) {
+    auto& b = temp_[static_cast<std::size_t>(slot)];
+    if (b.size() < static_cast<std::size_t>(n)) b.resize(static_cast<std::size_t>(n));
+    return b.data();
+  }
+
+  // A reusable PackedMatrix for one-off packs (valid until the next call).
+  kernels::PackedMatrix& packed_scratch() { return scratch_pack_; }
+
+  // Packed-weight cache for the float GEMM kernels. Off by default: every product packs its
+  // operand afresh. When on, the packed copy of a parameter matrix is reused until
+  // invalidate_packed_weights(), so the caller must invalidate whenever parameter values change
+  // (the trainer does at the start of every step).
+  void cache_packed_weights(bool on) {
+    cache_on_ = on;
+    ++cache_gen_;
+  }
+  void invalidate_packed_weights() { ++cache_gen_; }
+  // W = node w [N, K] packed for kernels::gemm: transposed = false gives y = x W^T (+ bias),
+  // transposed = true gives y = x W (the weight [K, N] is W^T; no bias).
+  const kernels::PackedMatrix& packed_weight(Var w, const T* bias, bool transposed) {
+    static_assert(std::is_same_v<T, float>, "packed weights are float only");
+    const Node& n = node(w);
+    const kernels::KernelTable& kt = kernels::kernels();
+    auto pack = [&](kernels::PackedMatrix& out) {
+      if (!transposed)
+        kt.pack_linear(n.rows, n.cols, n.value, n.cols, bias, out);
+      else
+        kt.pack_linear_t(n.cols, n.rows, n.value, n.cols, nullptr, out);
+    };
+    if (!cache_on_ || n.param < 0) {
+      pack(tmp_pack_);
+      return tmp_pack_;
+    }
+    if (packed_.size() < static_cast<std::size_t>(params_->size())) packed_.resize(static_cast<std::size_t>(params_->size()));
+    PackEntry& e = packed_[static_cast<std::size_t>(n.param)][transposed ? 1 : 0];
+    if (e.gen != cache_gen_ || e.bias != bias || e.table != &kt || e.pm.N != (transposed ? n.cols : n.rows) ||
+        e.pm.K != (transposed ? n.rows : n.cols)) {
+      pack(e.pm);
+      e.gen = cache_gen_;
+      e.bias = bias;
+      e.table = &kt;
+    }
+    return e.pm;
+  }
 
  private:
   ParamSet<T>* params_;
@@ -295,6 +356,17 @@ class Tape {
   std::vector<Node> nodes_;
   std::vector<std::function<void()>> backward_;
   Arena<T> arena_;
+  std::vector<T> temp_[4];
+  struct PackEntry {
+    kernels::PackedMatrix pm;
+    std::uint64_t gen = 0;
+    const T* bias = nullptr;
+    const kernels::KernelTable* table = nullptr;
+  };
+  std::vector<std::array<PackEntry, 2>> packed_;
+  kernels::PackedMatrix tmp_pack_, scratch_pack_;
+  bool cache_on_ = false;
+  std::uint64_t cache_gen_ = 1;
 };
 
 }  // namespace fofa::autograd

@@ -87,6 +87,10 @@ struct KernelTable {
   void (*dot_rows)(index_t rows, index_t d, const float* u, const float* m, index_t ldm, float* out);
   // Fused causal multi-head attention (see AttentionArgs), sequences up to 512 keys.
   void (*attention)(const AttentionArgs& a);
+  // pack_linear from the transposed weight: wt is W^T, [K, N] row-major (row stride ldwt), i.e.
+  // W[n, k] = wt[k * ldwt + n]. The same packed layout as pack_linear of W, so gemm with it is
+  // bit-exact to reference::linear with W (training uses it for dy W and a^T b products).
+  void (*pack_linear_t)(index_t N, index_t K, const float* wt, index_t ldwt, const float* bias, PackedMatrix& out);
 };
 
 // Header-only builds define these inline (fofa/kernels/select.hpp); dispatch builds define

@@ -12,6 +12,7 @@ namespace fofa::kernels::scalar {
 
 
 inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const float* bias, PackedMatrix& out);
+inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, const float* bias, PackedMatrix& out);
 inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, float* y, index_t ldy,
                  Activation act, bool accumulate);
 inline void gemv(const float* x, const PackedMatrix& w, float* y, Activation act, bool accumulate) {
@@ -43,7 +44,7 @@ inline void attention(const AttentionArgs& a) {
 }
 
 inline constexpr KernelTable table{"scalar", &pack_linear, &gemm, &gemv, &layernorm, &softmax_rows, &unary,
-                                   &add_scaled, &mul, &gather_rows, &dot_rows, &attention};
+                                   &add_scaled, &mul, &gather_rows, &dot_rows, &attention, &pack_linear_t};
 
 inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const float* bias, PackedMatrix& out) {
   out.data.resize(N * K + N);
@@ -51,6 +52,16 @@ inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const
     for (index_t k = 0; k < K; ++k) out.data[n * K + k] = w[n * ldw + k];
     out.data[N * K + n] = bias ? bias[n] : 0.0f;
   }
+  out.K = K;
+  out.N = N;
+  out.family = &table;
+}
+
+inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, const float* bias, PackedMatrix& out) {
+  out.data.resize(N * K + N);
+  for (index_t n = 0; n < N; ++n) out.data[N * K + n] = bias ? bias[n] : 0.0f;
+  for (index_t k = 0; k < K; ++k)
+    for (index_t n = 0; n < N; ++n) out.data[n * K + k] = wt[k * ldwt + n];
   out.K = K;
   out.N = N;
   out.family = &table;

@@ -263,6 +263,29 @@ inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const
   out.family = family<Arch>();
 }
 
+// The same layout from W^T [K, N] (row stride ldwt): each panel row is a contiguous copy.
+template <class Arch>
+inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, const float* bias, PackedMatrix& out) {
+  constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
+  const index_t panels = (N + NR - 1) / NR;
+  detail::resize_packed(out, panels * (K + 1) * NR);
+  for (index_t p = 0; p < panels; ++p) {
+    const index_t n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
+    const index_t width = (nr + W - 1) / W * W;
+    float* dst = out.data.data() + p * (K + 1) * NR;
+    for (index_t k = 0; k < K; ++k) {
+      const float* src = wt + k * ldwt + n0;
+      float* d = dst + k * width;
+      std::memcpy(d, src, static_cast<std::size_t>(nr) * sizeof(float));
+      for (index_t j = nr; j < width; ++j) d[j] = 0.0f;
+    }
+    for (index_t j = 0; j < width; ++j) dst[K * width + j] = (j < nr && bias) ? bias[n0 + j] : 0.0f;
+  }
+  out.K = K;
+  out.N = N;
+  out.family = family<Arch>();
+}
+
 template <class Arch>
 inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, float* y, index_t ldy, Activation act,
                  bool accumulate) {
@@ -295,6 +318,10 @@ inline void gemv_panel(index_t K, const float* x, const float* b, const float* b
 #pragma GCC unroll 8
     for (int h = 0; h < CH; ++h) {
       const V a(x[k + h]);
+#ifdef FOFA_GEMV_PFD
+#pragma GCC unroll 8
+      for (int j = 0; j < ld; j += 16) __builtin_prefetch(b + (k + h) * ld + j + FOFA_GEMV_PFD, 0, 3);
+#endif
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) c[h][j] = fmadd<Arch>(a, V::load_unaligned(b + (k + h) * ld + j * W), c[h][j]);
     }
@@ -785,7 +812,8 @@ inline void attention(const AttentionArgs& a) {
 template <class Arch>
 inline constexpr KernelTable table{Traits<Arch>::name, &pack_linear<Arch>, &gemm<Arch>,        &gemv<Arch>,
                                    &layernorm<Arch>,   &softmax_rows<Arch>, &unary<Arch>,      &add_scaled<Arch>,
-                                   &mul<Arch>,         &gather_rows<Arch>,  &dot_rows<Arch>,   &attention<Arch>};
+                                   &mul<Arch>,         &gather_rows<Arch>,  &dot_rows<Arch>,   &attention<Arch>,
+                                   &pack_linear_t<Arch>};
 
 template <class Arch>
 const KernelTable* family() {

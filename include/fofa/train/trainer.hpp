@@ -108,8 +108,10 @@ class Trainer {
     }
     for (int t = 0; t < opt_.threads; ++t) grads_.emplace_back(model_.params());
     // Tapes live as long as the trainer so their arenas are reused by every step.
-    for (int t = 0; t < opt_.threads; ++t)
+    for (int t = 0; t < opt_.threads; ++t) {
       tapes_.push_back(std::make_unique<autograd::Tape<float>>(model_.params(), grads_[static_cast<std::size_t>(t)]));
+      tapes_.back()->cache_packed_weights(true);  // invalidated at the start of every step()
+    }
     best_ = snapshot();
   }
 
@@ -219,6 +221,7 @@ class Trainer {
     const std::size_t chunk = (samples.size() + nt - 1) / nt;
     std::vector<double> loss(nt, 0.0), flops(nt, 0.0);
     std::vector<std::exception_ptr> errors(nt);
+    for (auto& tp : tapes_) tp->invalidate_packed_weights();  // parameters changed since the last step
     auto work = [&](std::size_t t) {
       try {
         grads_[t].zero();
