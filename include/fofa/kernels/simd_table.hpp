@@ -318,10 +318,6 @@ inline void gemv_panel(index_t K, const float* x, const float* b, const float* b
 #pragma GCC unroll 8
     for (int h = 0; h < CH; ++h) {
       const V a(x[k + h]);
-#ifdef FOFA_GEMV_PFD
-#pragma GCC unroll 8
-      for (int j = 0; j < ld; j += 16) __builtin_prefetch(b + (k + h) * ld + j + FOFA_GEMV_PFD, 0, 3);
-#endif
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) c[h][j] = fmadd<Arch>(a, V::load_unaligned(b + (k + h) * ld + j * W), c[h][j]);
     }
