@@ -104,3 +104,25 @@ TEST_CASE("float matmul (packed GEMM) matches the double path over every tail") 
                 static_cast<std::uint64_t>(M * 7919 + N * 31 + K), (M + K) % 2 == 0);
       }
 }
+
+TEST_CASE("float linear with few rows on a cached parameter pack (GEMV) matches the double path") {
+  for (index_t M : {1, 2, 4})
+    for (index_t N : {1, 15, 64, 512, 2048})
+      for (index_t K : {1, 17, 80}) {
+        CAPTURE(M); CAPTURE(N); CAPTURE(K);
+        Shapes s{{{"x", {M, K}}, {"w", {N, K}}, {"b", {N}}}};
+        compare(s, [](auto& t) { return linear(t, t.param("x"), t.param("w"), t.param("b")); },
+                static_cast<std::uint64_t>(M * 31 + N * 7 + K), true);
+      }
+}
+
+TEST_CASE("float GELU (SIMD forward, vectorised backward) matches the double path") {
+  for (index_t n : {1, 15, 16, 17, 257}) {
+    CAPTURE(n);
+    Shapes s{{{"x", {1, n}}}};
+    compare(s, [](auto& t) { return unary(t, Unary::gelu, t.param("x")); }, static_cast<std::uint64_t>(n), false, 2e-6);
+    // Wide inputs: tails of the CDF, values near 0 (the series branch).
+    compare(s, [](auto& t) { return unary(t, Unary::gelu, scale(t, t.param("x"), decltype(t.scalar(Var{}))(4))); }, 7 + static_cast<std::uint64_t>(n), false, 2e-6);
+    compare(s, [](auto& t) { return unary(t, Unary::gelu, scale(t, t.param("x"), decltype(t.scalar(Var{}))(1e-3))); }, 9 + static_cast<std::uint64_t>(n), false, 2e-6);
+  }
+}

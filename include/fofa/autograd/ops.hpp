@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstring>
 #include <span>
 #include <type_traits>
 #include <vector>
@@ -154,7 +155,7 @@ template <class T>
 Var add(Tape<T>& t, Var a, Var b) {
   detail::check_same(t, a, b, "add");
   const index_t n = t.rows(a) * t.cols(a);
-  Var y = t.make(t.rows(a), t.cols(a));
+  Var y = t.make_output(t.rows(a), t.cols(a));
   T *av = t.value(a), *bv = t.value(b), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(b), *yg = t.grad(y);
   for (index_t i = 0; i < n; ++i) yv[i] = av[i] + bv[i];
   t.on_backward([=] {
@@ -167,7 +168,7 @@ template <class T>
 Var sub(Tape<T>& t, Var a, Var b) {
   detail::check_same(t, a, b, "sub");
   const index_t n = t.rows(a) * t.cols(a);
-  Var y = t.make(t.rows(a), t.cols(a));
+  Var y = t.make_output(t.rows(a), t.cols(a));
   T *av = t.value(a), *bv = t.value(b), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(b), *yg = t.grad(y);
   for (index_t i = 0; i < n; ++i) yv[i] = av[i] - bv[i];
   t.on_backward([=] {
@@ -181,7 +182,7 @@ template <class T>
 Var mul(Tape<T>& t, Var a, Var b) {
   detail::check_same(t, a, b, "mul");
   const index_t n = t.rows(a) * t.cols(a);
-  Var y = t.make(t.rows(a), t.cols(a));
+  Var y = t.make_output(t.rows(a), t.cols(a));
   T *av = t.value(a), *bv = t.value(b), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(b), *yg = t.grad(y);
   for (index_t i = 0; i < n; ++i) yv[i] = av[i] * bv[i];
   t.on_backward([=] {
@@ -196,7 +197,7 @@ Var add_row(Tape<T>& t, Var a, Var row) {
   const index_t R = t.rows(a), C = t.cols(a);
   FOFA_CHECK(t.rows(row) == 1 && t.cols(row) == C, "add_row: row [", t.rows(row), ", ", t.cols(row),
              "] does not broadcast to [", R, ", ", C, "]");
-  Var y = t.make(R, C);
+  Var y = t.make_output(R, C);
   T *av = t.value(a), *bv = t.value(row), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(row), *yg = t.grad(y);
   for (index_t r = 0; r < R; ++r)
     for (index_t c = 0; c < C; ++c) yv[r * C + c] = av[r * C + c] + bv[c];
@@ -213,7 +214,7 @@ Var mul_row(Tape<T>& t, Var a, Var row) {
   const index_t R = t.rows(a), C = t.cols(a);
   FOFA_CHECK(t.rows(row) == 1 && t.cols(row) == C, "mul_row: row [", t.rows(row), ", ", t.cols(row),
              "] does not broadcast to [", R, ", ", C, "]");
-  Var y = t.make(R, C);
+  Var y = t.make_output(R, C);
   T *av = t.value(a), *bv = t.value(row), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(row), *yg = t.grad(y);
   for (index_t r = 0; r < R; ++r)
     for (index_t c = 0; c < C; ++c) yv[r * C + c] = av[r * C + c] * bv[c];
@@ -228,7 +229,7 @@ Var mul_row(Tape<T>& t, Var a, Var row) {
 template <class T>
 Var scale(Tape<T>& t, Var a, T s) {
   const index_t n = t.rows(a) * t.cols(a);
-  Var y = t.make(t.rows(a), t.cols(a));
+  Var y = t.make_output(t.rows(a), t.cols(a));
   T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
   for (index_t i = 0; i < n; ++i) yv[i] = s * av[i];
   t.on_backward([=] {
@@ -244,7 +245,7 @@ Var select_blend(Tape<T>& t, Var gate, index_t k, Var a, Var b) {
   FOFA_CHECK(t.rows(gate) == 1 && k >= 0 && k < t.cols(gate), "select_blend: gate index ", k, " outside [1, ",
              t.cols(gate), "]");
   const index_t n = t.rows(a) * t.cols(a);
-  Var y = t.make(t.rows(a), t.cols(a));
+  Var y = t.make_output(t.rows(a), t.cols(a));
   T *mv = t.value(gate) + k, *mg = t.grad(gate) + k;
   T *av = t.value(a), *bv = t.value(b), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(b), *yg = t.grad(y);
   const T m = *mv;
@@ -263,34 +264,84 @@ Var select_blend(Tape<T>& t, Var gate, index_t k, Var a, Var b) {
 
 enum class Unary { relu, gelu, tanh, sigmoid };
 
+namespace detail {
+// exp(z) for z <= 0 (Cephes expf: range reduction by ln 2, degree-6 polynomial, exponent bits),
+// within 2 ulp of std::exp, in plain arithmetic so the compiler vectorises loops over it.
+inline float exp_nonpositive(float z) {
+  z = z < -87.0f ? -87.0f : z;
+  const float n = std::floor(z * 1.44269504088896341f + 0.5f);
+  const float r = (z - n * 0.693359375f) + n * 2.12194440e-4f;
+  float p = 1.9875691500e-4f;
+  p = p * r + 1.3981999507e-3f;
+  p = p * r + 8.3334519073e-3f;
+  p = p * r + 4.1665795894e-2f;
+  p = p * r + 1.6666665459e-1f;
+  p = p * r + 5.0000001201e-1f;
+  p = p * r * r + r + 1.0f;
+  const std::int32_t bits = (static_cast<std::int32_t>(n) + 127) * (std::int32_t{1} << 23);
+  float scale;
+  std::memcpy(&scale, &bits, sizeof scale);
+  return p * scale;
+}
+// gx += gelu'(x) gy from x and y = gelu(x): Phi(x) = y / x (its series near 0), phi from exp.
+FOFA_AUTOGRAD_CLONES inline void gelu_backward_f32(index_t n, const float* __restrict x, const float* __restrict y,
+                                                   const float* __restrict gy, float* __restrict gx) {
+  constexpr float inv_sqrt2pi = 0.39894228040143267794f;
+  for (index_t i = 0; i < n; ++i) {
+    const float xi = x[i];
+    const float small = 0.5f + inv_sqrt2pi * xi;
+    const float cdf = std::abs(xi) < 1e-3f ? small : y[i] / (std::abs(xi) < 1e-3f ? 1.0f : xi);
+    const float pdf = inv_sqrt2pi * exp_nonpositive(-0.5f * xi * xi);
+    gx[i] += (cdf + xi * pdf) * gy[i];
+  }
+}
+}  // namespace detail
+
 template <class T>
 Var unary(Tape<T>& t, Unary op, Var a) {
   const index_t n = t.rows(a) * t.cols(a);
-  Var y = t.make(t.rows(a), t.cols(a));
+  Var y = t.make_output(t.rows(a), t.cols(a));
   T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
-  constexpr T inv_sqrt2 = T(0.70710678118654752440), inv_sqrt2pi = T(0.39894228040143267794);
-  for (index_t i = 0; i < n; ++i) {
-    const T x = av[i];
-    switch (op) {
-      case Unary::relu: yv[i] = x > T(0) ? x : T(0); break;
-      case Unary::gelu: yv[i] = T(0.5) * x * (T(1) + std::erf(x * inv_sqrt2)); break;
-      case Unary::tanh: yv[i] = std::tanh(x); break;
-      case Unary::sigmoid: yv[i] = detail::sigmoid(x); break;
+  if constexpr (std::is_same_v<T, float>) {
+    // GELU (the FFN activation): the SIMD kernel forward, a vectorised backward.
+    if (op == Unary::gelu) {
+      kernels::kernels().unary(kernels::UnaryOp::gelu, n, av, yv);
+      t.on_backward([=] { detail::gelu_backward_f32(n, av, yv, yg, ag); });
+      return y;
     }
   }
+  constexpr T inv_sqrt2 = T(0.70710678118654752440), inv_sqrt2pi = T(0.39894228040143267794);
+  switch (op) {
+    case Unary::relu:
+      for (index_t i = 0; i < n; ++i) yv[i] = av[i] > T(0) ? av[i] : T(0);
+      break;
+    case Unary::gelu:
+      for (index_t i = 0; i < n; ++i) yv[i] = T(0.5) * av[i] * (T(1) + std::erf(av[i] * inv_sqrt2));
+      break;
+    case Unary::tanh:
+      for (index_t i = 0; i < n; ++i) yv[i] = std::tanh(av[i]);
+      break;
+    case Unary::sigmoid:
+      for (index_t i = 0; i < n; ++i) yv[i] = detail::sigmoid(av[i]);
+      break;
+  }
   t.on_backward([=] {
-    for (index_t i = 0; i < n; ++i) {
-      const T x = av[i];
-      T d = 0;
-      switch (op) {
-        case Unary::relu: d = x > T(0) ? T(1) : T(0); break;
-        case Unary::gelu:
-          d = T(0.5) * (T(1) + std::erf(x * inv_sqrt2)) + x * inv_sqrt2pi * std::exp(T(-0.5) * x * x);
-          break;
-        case Unary::tanh: d = T(1) - yv[i] * yv[i]; break;
-        case Unary::sigmoid: d = yv[i] * (T(1) - yv[i]); break;
-      }
-      ag[i] += d * yg[i];
+    switch (op) {
+      case Unary::relu:
+        for (index_t i = 0; i < n; ++i) ag[i] += av[i] > T(0) ? yg[i] : T(0);
+        break;
+      case Unary::gelu:
+        for (index_t i = 0; i < n; ++i) {
+          const T x = av[i];
+          ag[i] += (T(0.5) * (T(1) + std::erf(x * inv_sqrt2)) + x * inv_sqrt2pi * std::exp(T(-0.5) * x * x)) * yg[i];
+        }
+        break;
+      case Unary::tanh:
+        for (index_t i = 0; i < n; ++i) ag[i] += (T(1) - yv[i] * yv[i]) * yg[i];
+        break;
+      case Unary::sigmoid:
+        for (index_t i = 0; i < n; ++i) ag[i] += yv[i] * (T(1) - yv[i]) * yg[i];
+        break;
     }
   });
   return y;
@@ -302,8 +353,8 @@ Var dropout(Tape<T>& t, Var a, double p, Uniform&& uniform01) {
   FOFA_CHECK(p >= 0.0 && p < 1.0, "dropout probability must be in [0, 1), got ", p);
   if (p == 0.0) return a;
   const index_t n = t.rows(a) * t.cols(a);
-  Var y = t.make(t.rows(a), t.cols(a));
-  T* mask = t.scratch(n);
+  Var y = t.make_output(t.rows(a), t.cols(a));
+  T* mask = t.scratch_uninit(n);
   const T keep_scale = T(1.0 / (1.0 - p));
   T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
   for (index_t i = 0; i < n; ++i) {
@@ -324,7 +375,7 @@ Var slice_rows(Tape<T>& t, Var a, index_t begin, index_t end) {
   const index_t C = t.cols(a);
   FOFA_CHECK(begin >= 0 && begin <= end && end <= t.rows(a), "slice_rows [", begin, ", ", end, ") of ", t.rows(a),
              " rows");
-  Var y = t.make(end - begin, C);
+  Var y = t.make_output(end - begin, C);
   T *av = t.value(a) + begin * C, *ag = t.grad(a) + begin * C, *yv = t.value(y), *yg = t.grad(y);
   const index_t n = (end - begin) * C;
   std::copy_n(av, n, yv);
@@ -339,7 +390,7 @@ template <class T>
 Var concat_cols(Tape<T>& t, Var a, Var b) {
   FOFA_CHECK(t.rows(a) == 1 && t.rows(b) == 1, "concat_cols needs row vectors");
   const index_t na = t.cols(a), nb = t.cols(b);
-  Var y = t.make(1, na + nb);
+  Var y = t.make_output(1, na + nb);
   T *yv = t.value(y), *yg = t.grad(y), *ag = t.grad(a), *bg = t.grad(b);
   std::copy_n(t.value(a), na, yv);
   std::copy_n(t.value(b), nb, yv + na);
@@ -415,6 +466,21 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
       });
       return y;
     }
+    if (t.caches_packed(w)) {  // few rows against a parameter: GEMV on the per-step packed copy
+      const kernels::KernelTable& kt = kernels::kernels();
+      const kernels::PackedMatrix& pw = t.packed_weight(w, bv, false);
+      for (index_t i = 0; i < M; ++i) kt.gemv(xv + i * K, pw, yv + i * N, kernels::Activation::none, false);
+      Tape<T>* tp = &t;
+      t.on_backward([=] {
+        const kernels::PackedMatrix& pt = tp->packed_weight(w, nullptr, true);
+        for (index_t i = 0; i < M; ++i) kt.gemv(yg + i * N, pt, xg + i * K, kernels::Activation::none, true);
+        gemm_tn(N, K, M, yg, xv, wg, true);  // dW = dy^T x (outer products)
+        if (bg)
+          for (index_t i = 0; i < M; ++i)
+            for (index_t j = 0; j < N; ++j) bg[j] += yg[i * N + j];
+      });
+      return y;
+    }
   }
   T* scratch = M <= 4 ? nullptr : t.scratch_uninit(N * K);
   gemm_nt(M, N, K, xv, wv, yv, false, scratch);
@@ -471,11 +537,11 @@ Var layernorm(Tape<T>& t, Var x, Var gamma, Var beta, T eps) {
   const index_t R = t.rows(x), C = t.cols(x);
   FOFA_CHECK(t.rows(gamma) * t.cols(gamma) == C && t.rows(beta) * t.cols(beta) == C, "layernorm: gamma/beta size ",
              t.rows(gamma) * t.cols(gamma), " for rows of ", C);
-  Var y = t.make(R, C);
+  Var y = t.make_output(R, C);
   T *xv = t.value(x), *xg = t.grad(x), *gv = t.value(gamma), *gg = t.grad(gamma), *bv = t.value(beta),
     *bg = t.grad(beta), *yv = t.value(y), *yg = t.grad(y);
-  T* xhat = t.scratch(R * C);
-  T* rstd = t.scratch(R);
+  T* xhat = t.scratch_uninit(R * C);
+  T* rstd = t.scratch_uninit(R);
   for (index_t r = 0; r < R; ++r) {
     const T* xr = xv + r * C;
     T mean = 0;
@@ -581,7 +647,7 @@ Var gather(Tape<T>& t, int param_index, std::span<const std::int32_t> ids, T sca
   auto& p = t.params()[param_index];
   const index_t V = p.rows(), C = p.cols();
   const auto R = static_cast<index_t>(ids.size());
-  Var y = t.make(R, C);
+  Var y = t.make_output(R, C);
   T* yv = t.value(y);
   for (index_t r = 0; r < R; ++r) {
     const index_t id = ids[static_cast<std::size_t>(r)];
@@ -608,7 +674,7 @@ template <class T>
 Var rowwise_dot(Tape<T>& t, Var a, Var b) {
   detail::check_same(t, a, b, "rowwise_dot");
   const index_t R = t.rows(a), C = t.cols(a);
-  Var y = t.make(R, 1);
+  Var y = t.make_output(R, 1);
   T *av = t.value(a), *bv = t.value(b), *ag = t.grad(a), *bg = t.grad(b), *yv = t.value(y), *yg = t.grad(y);
   for (index_t r = 0; r < R; ++r) {
     T s = 0;
@@ -649,9 +715,9 @@ Var gumbel_sigmoid_st(Tape<T>& t, Var alpha, std::span<const T> noise, T tau, bo
   FOFA_CHECK(static_cast<index_t>(noise.size()) == n, "gumbel_sigmoid_st: ", noise.size(), " noise values for ", n,
              " logits");
   FOFA_CHECK(tau > T(0), "gumbel_sigmoid_st: temperature must be > 0, got ", tau);
-  Var y = t.make(t.rows(alpha), t.cols(alpha));
+  Var y = t.make_output(t.rows(alpha), t.cols(alpha));
   T *av = t.value(alpha), *ag = t.grad(alpha), *yv = t.value(y), *yg = t.grad(y);
-  T* soft = t.scratch(n);
+  T* soft = t.scratch_uninit(n);
   for (index_t i = 0; i < n; ++i) {
     soft[i] = detail::sigmoid((av[i] + noise[static_cast<std::size_t>(i)]) / tau);
     yv[i] = hard ? (soft[i] > T(0.5) ? T(1) : T(0)) : soft[i];
@@ -683,7 +749,7 @@ Var weighted_sum(Tape<T>& t, Var a, std::span<const T> w) {
 template <class T>
 Var relu_shifted(Tape<T>& t, Var a, T shift) {
   const index_t n = t.rows(a) * t.cols(a);
-  Var y = t.make(t.rows(a), t.cols(a));
+  Var y = t.make_output(t.rows(a), t.cols(a));
   T *av = t.value(a), *ag = t.grad(a), *yv = t.value(y), *yg = t.grad(y);
   for (index_t i = 0; i < n; ++i) yv[i] = std::max(av[i] - shift, T(0));
   t.on_backward([=] {

@@ -322,6 +322,8 @@ class Tape {
     ++cache_gen_;
   }
   void invalidate_packed_weights() { ++cache_gen_; }
+  // Whether packed_weight(w, ...) is served from the cache (w is a parameter and caching is on).
+  bool caches_packed(Var w) { return cache_on_ && node(w).param >= 0; }
   // W = node w [N, K] packed for kernels::gemm: transposed = false gives y = x W^T (+ bias),
   // transposed = true gives y = x W (the weight [K, N] is W^T; no bias).
   const kernels::PackedMatrix& packed_weight(Var w, const T* bias, bool transposed) {
