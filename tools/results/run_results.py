@@ -3,12 +3,16 @@
 
 usage: python3 tools/results/run_results.py --fofa BUILD/tools/cli/fofa [--profile full|quick]
            [--datasets amazon-games,amazon-beauty,amazon-toys] [--work DIR] [--retrain] [--no-sweep]
+           [--epochs N] [--sweep-epochs N] [--latency-users N]
 
 For every data set and system (tools/results/configs/*.json) it runs `fofa train` (skipped when the
 model already exists in --work, unless --retrain) and `fofa eval --json` at budget 1.0 (and 0.5 for
 Forward-OFA), then the Forward-OFA lambda sweep on amazon-games. Profile "quick" caps training
 (2 epochs of 30 steps, 1000 validation users) to check the pipeline; its numbers are NOT results
-and are marked "profile": "quick" in the JSON. Afterwards run table.py (README table) and
+and are marked "profile": "quick" in the JSON. --epochs / --sweep-epochs cap the training epochs
+(early stopping still applies); the cap is recorded per row ("epochs_cap") and the table says so.
+Each trained model keeps its training report beside it (MODEL.train.json), so a later invocation
+that finds the model (e.g. one that only adds a data set or re-evaluates) reports the same numbers. Afterwards run table.py (README table) and
 plots.py (SVG plots), which read only docs/results.json.
 Data: $FOFA_DATA_DIR or ../shared/data beside the repository. Needs only the python3 standard library.
 """
@@ -43,20 +47,32 @@ def train_and_eval(fofa, data, config, model, args, budgets=(1.0,), overrides=No
     cfg["train"]["threads"] = args.threads
     if overrides:
         cfg["train"].update(overrides)
+    epochs_cap = cfg["train"].get("epochs")
     cfg_path = model.with_suffix(".config.json")
     cfg_path.write_text(json.dumps(cfg, indent=2))
-    train_report, train_seconds = None, None
+    report_path = pathlib.Path(str(model) + ".train.json")
     if args.retrain or not model.exists():
         train_report, train_seconds = run_json([fofa, "train", str(data), "--config", str(cfg_path), "--out",
                                                 str(model), "--quiet", "--json"])
+        train_report = {"report": train_report, "seconds": train_seconds, "epochs_cap": epochs_cap}
+        report_path.write_text(json.dumps(train_report, indent=1))
+    else:
+        train_report = json.loads(report_path.read_text()) if report_path.exists() else \
+            {"report": None, "seconds": None, "epochs_cap": None}
     rows = []
     for b in budgets:
         ev, eval_seconds = run_json([fofa, "eval", str(model), str(data), "--json", "--budget", str(b),
                                      "--threads", str(args.threads)] + ([] if args.full_ranking else ["--no-full"]))
-        ev["train_seconds"] = train_seconds
+        ev["train_seconds"] = train_report["seconds"]
         ev["eval_seconds"] = eval_seconds
-        ev["epochs_run"] = train_report["epochs_run"] if train_report else None
-        ev["device_latency_us"] = None  # measured by fofa-bench-model on device files (device engineer)
+        ev["epochs_run"] = train_report["report"]["epochs_run"] if train_report["report"] else None
+        ev["epochs_cap"] = train_report["epochs_cap"]
+        ev["device_latency_us"] = None
+        if args.latency_users:  # one thread; run the final (assembling) invocation on an idle machine
+            lat, _ = run_json([fofa, "device-latency", str(model), str(data), "--json", "--budget", str(b),
+                               "--users", str(args.latency_users)])
+            ev["device_latency_us"] = lat["request_us_mean"]
+            ev["device_latency"] = lat
         rows.append(ev)
     return rows
 
@@ -70,6 +86,10 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--latency-users", type=int, default=0,
+                    help="measure device request latency (fofa device-latency) on this many test users per row")
+    ap.add_argument("--epochs", type=int, help="cap on training epochs of the SPEC 8 systems")
+    ap.add_argument("--sweep-epochs", type=int, help="cap on training epochs of the lambda sweep")
     ap.add_argument("--full-ranking", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results.json"))
     ap.add_argument("--configs", default=str(CONFIGS), help="directory of <system>.json (tests use tiny ones)")
@@ -89,14 +109,14 @@ def main():
             budgets = (1.0, 0.5) if system == "forward_ofa" else (1.0,)
             print(f"[{ds}] {system} ...", file=sys.stderr, flush=True)
             entry[system] = train_and_eval(args.fofa, data, pathlib.Path(args.configs) / f"{system}.json", work / f"{ds}-{system}.fofa",
-                                           args, budgets)
+                                           args, budgets, {"epochs": args.epochs} if args.epochs else None)
         results["datasets"][ds] = entry
     if not args.no_sweep:
         data = data_dir / "amazon-games.txt"
         for lam in LAMBDAS:
             print(f"[sweep] lambda {lam} ...", file=sys.stderr, flush=True)
             rows = train_and_eval(args.fofa, data, pathlib.Path(args.configs) / "forward_ofa.json", work / f"sweep-lambda-{lam}.fofa",
-                                  args, (1.0,), {"lambda": lam})
+                                  args, (1.0,), {"lambda": lam, **({"epochs": args.sweep_epochs} if args.sweep_epochs else {})})
             results["lambda_sweep"].append({"lambda": lam, **rows[0]})
     out = pathlib.Path(args.out)
     tmp = out.with_suffix(".json.tmp")

@@ -8,6 +8,11 @@ import sys
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
+def epochs(e):
+    run, cap = e.get("epochs_run"), e.get("epochs_cap")
+    return f"{run if run is not None else '?'} / {cap if cap is not None else '?'}"
+
+
 def main():
     path = pathlib.Path(sys.argv[1]) if len(sys.argv) > 1 else ROOT / "docs" / "results.json"
     r = json.loads(path.read_text())
@@ -15,22 +20,22 @@ def main():
         print(f"_Profile \"{r.get('profile')}\" (pipeline check, not results), generated {r.get('generated')}._\n")
     for ds, systems in r["datasets"].items():
         print(f"**{ds}** ({r['protocol']})\n")
-        print("| system | budget | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | device params | bytes to device | device latency |")
-        print("|---|---|---|---|---|---|---|---|---|")
+        print("| system | budget | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | device params | bytes to device | device latency | epochs run / cap |")
+        print("|---|---|---|---|---|---|---|---|---|---|")
         for key, rows in systems.items():
             for e in rows:
                 lat = "n/a" if e.get("device_latency_us") is None else f"{e['device_latency_us']:.0f} us"
                 print(f"| {r['systems'].get(key, key)} | {e['budget']:.1f} | {e['sampled']['hr10']:.4f} | "
                       f"{e['sampled']['ndcg10']:.4f} | {e['blocks_kept']:.2f} | {e['flops_per_request'] / 1e6:.1f} | "
-                      f"{e['device_parameters'] / 1e3:.0f} k | {e['device_bytes'] / 1024:.0f} KiB | {lat} |")
+                      f"{e['device_parameters'] / 1e3:.0f} k | {e['device_bytes'] / 1024:.0f} KiB | {lat} | {epochs(e)} |")
         print()
     if r.get("lambda_sweep"):
         print("**Forward-OFA lambda sweep (amazon-games, budget 1.0)**\n")
-        print("| lambda | HR@10 | NDCG@10 | blocks kept | MFLOPs / request |")
-        print("|---|---|---|---|---|")
+        print("| lambda | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | epochs run / cap |")
+        print("|---|---|---|---|---|---|")
         for e in r["lambda_sweep"]:
             print(f"| {e['lambda']} | {e['sampled']['hr10']:.4f} | {e['sampled']['ndcg10']:.4f} | "
-                  f"{e['blocks_kept']:.2f} | {e['flops_per_request'] / 1e6:.1f} |")
+                  f"{e['blocks_kept']:.2f} | {e['flops_per_request'] / 1e6:.1f} | {epochs(e)} |")
 
 
 if __name__ == "__main__":
