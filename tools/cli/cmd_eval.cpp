@@ -1,6 +1,9 @@
 // `fofa eval MODEL DATA [--json]`: SPEC 7 evaluation of a .fofa model on a data file's leave-one-out
 // test split: HR/NDCG@5/10/20 with 100 sampled negatives and with full ranking, plus the per-request
 // efficiency of the controller's choice (blocks kept, FLOPs, parameters and bytes sent to a device).
+// --finetune-steps S --finetune-lr LR: SPEC 8 on-device fine-tuning of a static model (S SGD steps
+// per user on the user's own history before scoring; S = 0, the default, is plain evaluation); the
+// output adds the fine-tuning FLOPs per request (forward + backward, about 3x the forward, times S).
 #include <iomanip>
 #include <iostream>
 #include <string>
@@ -22,9 +25,11 @@ nlohmann::json metrics_json(const fofa::train::RankingMetrics& m) {
 }  // namespace
 
 // Options: --json, --budget B, --split test|valid, --users N (seeded subset), --seed S (negatives),
-// --threads N (default 2), --no-full (skip full ranking, the slow part).
+// --threads N (default 2), --no-full (skip full ranking, the slow part), --finetune-steps S (default 0),
+// --finetune-lr LR (default 0.01), --finetune-negatives K (default 1).
 int cmd_eval(const std::vector<std::string>& argv, std::ostream& out_stream) {
-  const Args args(argv, {"--budget", "--split", "--users", "--seed", "--threads"}, {"--json", "--no-full"});
+  const Args args(argv, {"--budget", "--split", "--users", "--seed", "--threads", "--finetune-steps",
+                                 "--finetune-lr", "--finetune-negatives"}, {"--json", "--no-full"});
   args.expect_positional(2, "MODEL DATA");
   const std::string model_path = args.positional()[0], data_path = args.positional()[1];
   const bool json = args.flag("--json"), full = !args.flag("--no-full");
@@ -35,6 +40,20 @@ int cmd_eval(const std::vector<std::string>& argv, std::ostream& out_stream) {
   if (args.has("--budget")) opt.budget = parse_number(args.get("--budget"), "--budget");
   if (args.has("--users")) opt.max_users = static_cast<std::int64_t>(parse_count(args.get("--users"), "--users"));
   if (args.has("--seed")) opt.seed = parse_count(args.get("--seed"), "--seed");
+  auto small_count = [&args](const char* name) {
+    const std::uint64_t v = parse_count(args.get(name), name);
+    if (v > 1000000) throw UsageError(std::string(name) + ": " + std::to_string(v) + " is too large");
+    return static_cast<int>(v);
+  };
+  if (args.has("--finetune-steps")) opt.finetune.steps = small_count("--finetune-steps");
+  if (args.has("--finetune-negatives")) opt.finetune.negatives = small_count("--finetune-negatives");
+  if (args.has("--finetune-lr")) {
+    const std::string& s = args.get("--finetune-lr");
+    char* end = nullptr;
+    opt.finetune.lr = std::strtod(s.c_str(), &end);
+    if (s.empty() || *end != '\0') throw UsageError("--finetune-lr: \"" + s + "\" is not a number");
+  }
+  opt.finetune.validate();  // negative steps were refused above; lr <= 0 or NaN -> fofa::Error
   {
     using namespace fofa::train;
     std::ostream& cout = out_stream;
@@ -65,7 +84,14 @@ int cmd_eval(const std::vector<std::string>& argv, std::ostream& out_stream) {
         {"device_parameters", params},
         {"device_bytes", bytes},
         {"block_chosen", r.block_chosen},
-        {"kept_histogram", r.kept_histogram}};
+        {"kept_histogram", r.kept_histogram},
+        {"finetune",
+         {{"steps", opt.finetune.steps},
+          {"lr", opt.finetune.lr},
+          {"negatives", opt.finetune.negatives},
+          {"mean_steps_run", r.finetune_steps},
+          {"trained", "blocks and LayerNorms (item and position embeddings frozen)"}}},
+        {"finetune_flops_per_request", r.finetune_flops}};
     if (full) out["full"] = metrics_json(r.full);
     if (json) {
       cout << out.dump(2) << "\n";
@@ -83,6 +109,10 @@ int cmd_eval(const std::vector<std::string>& argv, std::ostream& out_stream) {
     cout << std::setprecision(2) << "blocks kept " << r.blocks_kept << " of " << cfg.blocks << ", FLOPs/request "
               << std::setprecision(3) << r.blocks_kept * cfg.block_flops() / 1e6 << " M, device parameters "
               << params / 1e3 << " k, bytes sent " << bytes / 1e3 << " kB\n";
+    if (opt.finetune.steps > 0)
+      cout << "on-device fine-tuning: " << opt.finetune.steps << " SGD steps, lr " << std::defaultfloat
+           << opt.finetune.lr << std::fixed << ", FLOPs/request " << r.finetune_flops / 1e6
+           << " M (forward + backward) besides " << r.blocks_kept * cfg.block_flops() / 1e6 << " M inference\n";
     return 0;
   }
 }

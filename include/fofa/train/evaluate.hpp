@@ -7,15 +7,20 @@
 // except the user's other interactions. Also reports the blocks kept and the FLOPs fraction of the
 // deterministic inference mask. Users are split over `threads` threads; the result does not depend
 // on the thread count (per-user results are merged in user order).
+// finetune.steps > 0: SPEC 8 on-device fine-tuning (finetune.hpp): every evaluated user is scored
+// by a private copy of the static model after that many SGD steps on the user's own history (the
+// items before the evaluated one); the shared model is not modified. steps = 0 is plain evaluation.
 #pragma once
 
 #include <algorithm>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <thread>
 #include <vector>
 
 #include "fofa/train/dataset.hpp"
+#include "fofa/train/finetune.hpp"
 #include "fofa/train/metrics.hpp"
 #include "fofa/train/model_graph.hpp"
 
@@ -31,7 +36,11 @@ struct EvalOptions {
   std::int64_t max_users = 0;  // > 0: a seeded subset of this many evaluated users
   bool full_ranking = false;
   int threads = 1;
+  FinetuneOptions finetune{};  // steps = 0: no fine-tuning (exactly the static evaluation)
 };
+
+// The per-user stream of fine-tuning negatives (independent of threads and of the candidates).
+inline std::uint64_t finetune_stream(std::size_t user) { return 0xF17E000000000000ull ^ static_cast<std::uint64_t>(user); }
 
 struct EvalResult {
   RankingMetrics sampled, full;
@@ -40,11 +49,16 @@ struct EvalResult {
   double flops_fraction = 0;  // mean kept blocks / L (blocks have equal cost)
   std::vector<std::int64_t> block_chosen;     // per block: users for whom it was kept
   std::vector<std::int64_t> kept_histogram;   // [0..L]: users keeping that many blocks
+  double finetune_steps = 0;   // mean SGD steps run per user (users with < 2 history items run none)
+  double finetune_flops = 0;   // mean fine-tuning FLOPs per request: steps * finetune_step_flops(config)
 };
 
 template <class T>
 EvalResult evaluate(const TrainableModel<T>& model, const SplitData& data, const EvalOptions& opt) {
   FOFA_CHECK(opt.threads >= 1, "evaluation needs at least one thread, got ", opt.threads);
+  opt.finetune.validate();
+  FOFA_CHECK(opt.finetune.steps == 0 || !model.adaptive(),
+             "on-device fine-tuning is defined for static models (controller and mapper off)");
   FOFA_CHECK(data.items <= model.config().items, "data set has item ids up to ",
              data.items, " but the model knows ", model.config().items);
   std::vector<std::size_t> users;
@@ -60,13 +74,15 @@ EvalResult evaluate(const TrainableModel<T>& model, const SplitData& data, const
   const index_t L = model.config().blocks;
   struct PerUser {
     std::int64_t rank = 0, full_rank = 0;
-    int kept = 0;
+    int kept = 0, finetune_steps = 0;
     std::vector<int> mask;
   };
   std::vector<PerUser> per(users.size());
   auto work = [&](std::size_t begin, std::size_t end) {
     autograd::GradSet<T> unused(model.params());
     autograd::Tape<T> tape(const_cast<ParamSet<T>&>(model.params()), unused);  // forward only: never writes params
+    std::optional<DeviceFinetuner<T>> ft;
+    if (opt.finetune.steps > 0) ft.emplace(model, opt.finetune);
     std::vector<std::int32_t> all_items;
     if (opt.full_ranking)
       for (std::int32_t i = 1; i <= static_cast<std::int32_t>(model.config().items); ++i) all_items.push_back(i);
@@ -81,14 +97,17 @@ EvalResult evaluate(const TrainableModel<T>& model, const SplitData& data, const
       }
       const auto cands = sampled_candidates(data, u, positive, opt.seed, opt.negatives);
       std::vector<int> mask;
-      const auto scores = model.forward_scores(tape, history, cands, opt.budget, &mask);
+      if (ft) per[i].finetune_steps = ft->run(history, opt.seed, finetune_stream(u));
+      const auto scores = ft ? ft->scores(history, cands, opt.budget, &mask)
+                             : model.forward_scores(tape, history, cands, opt.budget, &mask);
       per[i].rank = rank_of_positive(scores);
       per[i].mask = mask;
       per[i].kept = static_cast<int>(std::count(mask.begin(), mask.end(), 1));
       tape.reset();
       if (opt.full_ranking) {
         std::vector<float> all(1, 0.0f);
-        const auto s_all = model.forward_scores(tape, history, all_items, opt.budget);
+        const auto s_all = ft ? ft->scores(history, all_items, opt.budget)
+                              : model.forward_scores(tape, history, all_items, opt.budget);
         all.insert(all.end(), s_all.begin(), s_all.end());
         per[i].full_rank = rank_full(all, positive, data.history_sorted[u]);
         tape.reset();
@@ -126,10 +145,15 @@ EvalResult evaluate(const TrainableModel<T>& model, const SplitData& data, const
     r.sampled.add(p.rank);
     if (opt.full_ranking) r.full.add(p.full_rank);
     r.blocks_kept += p.kept;
+    r.finetune_steps += p.finetune_steps;
     ++r.kept_histogram[static_cast<std::size_t>(p.kept)];
     for (std::size_t k = 0; k < p.mask.size(); ++k) r.block_chosen[k] += p.mask[k];
   }
-  if (r.users) r.blocks_kept /= static_cast<double>(r.users);
+  if (r.users) {
+    r.blocks_kept /= static_cast<double>(r.users);
+    r.finetune_steps /= static_cast<double>(r.users);
+  }
+  r.finetune_flops = r.finetune_steps * finetune_step_flops(model.config());
   r.flops_fraction = r.blocks_kept / static_cast<double>(L);
   return r;
 }
