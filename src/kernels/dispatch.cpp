@@ -64,7 +64,10 @@ const KernelTable& kernels() {
   return chosen;
 }
 
-void detail::resize_packed(PackedMatrix& p, index_t floats) { p.data.resize(floats); }
+// Grows only (see select.hpp).
+void detail::resize_packed(PackedMatrix& p, index_t floats) {
+  if (p.data.size() < floats) p.data.resize(floats);
+}
 
 void detail::throw_foreign_matrix(const char* family) {
   throw Error(std::string("fofa: ") + family + " kernel given a matrix packed by another kernel family");

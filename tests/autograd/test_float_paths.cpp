@@ -3,6 +3,7 @@
 // every input gradient, over odd shapes (row, column and depth tails of every kernel family).
 #include <doctest/doctest.h>
 
+#include <array>
 #include <cmath>
 #include <functional>
 #include <string>
@@ -124,5 +125,15 @@ TEST_CASE("float GELU (SIMD forward, vectorised backward) matches the double pat
     // Wide inputs: tails of the CDF, values near 0 (the series branch).
     compare(s, [](auto& t) { return unary(t, Unary::gelu, scale(t, t.param("x"), decltype(t.scalar(Var{}))(4))); }, 7 + static_cast<std::uint64_t>(n), false, 2e-6);
     compare(s, [](auto& t) { return unary(t, Unary::gelu, scale(t, t.param("x"), decltype(t.scalar(Var{}))(1e-3))); }, 9 + static_cast<std::uint64_t>(n), false, 2e-6);
+  }
+}
+
+TEST_CASE("float causal attention (packed GEMMs + softmax kernel) matches the double path") {
+  for (auto [R, D, heads] : {std::array<index_t, 3>{1, 8, 2}, {5, 10, 2}, {7, 12, 3}, {17, 64, 2}, {50, 64, 2},
+                             {50, 64, 1}, {33, 64, 4}, {65, 48, 3}}) {
+    CAPTURE(R); CAPTURE(D); CAPTURE(heads);
+    Shapes s{{{"q", {R, D}}, {"k", {R, D}}, {"v", {R, D}}}};
+    compare(s, [heads](auto& t) { return causal_attention(t, t.param("q"), t.param("k"), t.param("v"), heads); },
+            static_cast<std::uint64_t>(R * 13 + D + heads));
   }
 }

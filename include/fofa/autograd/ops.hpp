@@ -26,10 +26,12 @@ namespace fofa::autograd {
 namespace detail {
 
 // The GEMM inner loops in axpy form. On x86-64 with GCC/Clang the float instances are also compiled
-// for AVX2+FMA and AVX-512 and picked at load time (target_clones), since the library's users build
-// for baseline x86-64; the double instances (gradient checks) stay portable.
+// for AVX2 and AVX-512 and picked at load time (target_clones), since the library's users build
+// for baseline x86-64; the double instances (gradient checks) stay portable. The clones name ISA
+// features, not CPU models ("arch=skylake-avx512" is chosen only on that Intel model, so AMD CPUs
+// ran the baseline clone), and flatten so the templates they call are compiled for the clone's ISA.
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FOFA_NO_XSIMD)
-#define FOFA_AUTOGRAD_CLONES __attribute__((target_clones("default", "arch=haswell", "arch=skylake-avx512")))
+#define FOFA_AUTOGRAD_CLONES __attribute__((target_clones("default", "avx2", "avx512f"), flatten))
 #else
 #define FOFA_AUTOGRAD_CLONES
 #endif
@@ -268,8 +270,9 @@ namespace detail {
 // exp(z) for z <= 0 (Cephes expf: range reduction by ln 2, degree-6 polynomial, exponent bits),
 // within 2 ulp of std::exp, in plain arithmetic so the compiler vectorises loops over it.
 inline float exp_nonpositive(float z) {
-  z = z < -87.0f ? -87.0f : z;
-  const float n = std::floor(z * 1.44269504088896341f + 0.5f);
+  z = std::max(z, -87.0f);
+  // Round to nearest with the 1.5 * 2^23 trick (floor() would not vectorise under -ftrapping-math).
+  const float n = (z * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   const float r = (z - n * 0.693359375f) + n * 2.12194440e-4f;
   float p = 1.9875691500e-4f;
   p = p * r + 1.3981999507e-3f;
@@ -289,8 +292,10 @@ FOFA_AUTOGRAD_CLONES inline void gelu_backward_f32(index_t n, const float* __res
   constexpr float inv_sqrt2pi = 0.39894228040143267794f;
   for (index_t i = 0; i < n; ++i) {
     const float xi = x[i];
-    const float small = 0.5f + inv_sqrt2pi * xi;
-    const float cdf = std::abs(xi) < 1e-3f ? small : y[i] / (std::abs(xi) < 1e-3f ? 1.0f : xi);
+    // Branch-free (selects of computed values) so the loop vectorises under -ftrapping-math.
+    const bool near0 = std::abs(xi) < 1e-3f;
+    const float q = y[i] / (near0 ? 1.0f : xi);
+    const float cdf = near0 ? 0.5f + inv_sqrt2pi * xi : q;
     const float pdf = inv_sqrt2pi * exp_nonpositive(-0.5f * xi * xi);
     gx[i] += (cdf + xi * pdf) * gy[i];
   }
@@ -358,7 +363,7 @@ Var dropout(Tape<T>& t, Var a, double p, Uniform&& uniform01) {
   const T keep_scale = T(1.0 / (1.0 - p));
   T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
   for (index_t i = 0; i < n; ++i) {
-    mask[i] = uniform01() >= p ? keep_scale : T(0);
+    mask[i] = static_cast<T>(uniform01() >= p) * keep_scale;  // branch-free: the keep test is random
     yv[i] = av[i] * mask[i];
   }
   t.on_backward([=] {
@@ -586,6 +591,56 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
   FOFA_CHECK(heads >= 1 && D % heads == 0, "attention: width ", D, " not divisible by ", heads, " heads");
   const index_t dh = D / heads;
   const T sc = T(1) / std::sqrt(static_cast<T>(dh));
+  if constexpr (std::is_same_v<T, float>) {
+    // Per head as packed GEMMs: S = Q K^T (full square, the causal part kept by the softmax
+    // kernel), P = softmax(S * sc), Y = P V; backward dP = dY V^T, dS = P (dP - rowsum(P dP)) sc,
+    // dV += P^T dY, dQ += dS K, dK += dS^T Q.
+    Var y = t.make_output(R, D);
+    float *qv = t.value(q), *kv = t.value(k), *vv = t.value(v), *qg = t.grad(q), *kg = t.grad(k), *vg = t.grad(v);
+    float *yv = t.value(y), *yg = t.grad(y);
+    float* P = t.scratch_uninit(heads * R * R);
+    const kernels::KernelTable& kt = kernels::kernels();
+    kernels::PackedMatrix& pk = t.packed_scratch();
+    for (index_t h = 0; h < heads; ++h) {
+      const index_t o = h * dh;
+      float* Ph = P + h * R * R;
+      kt.pack_linear(R, dh, kv + o, D, nullptr, pk);
+      kt.gemm(R, qv + o, D, pk, Ph, R, kernels::Activation::none, false);
+      for (index_t i = 0; i < R * R; ++i) Ph[i] *= sc;
+      kt.softmax_rows(R, R, Ph, R, true, 0, 0);
+      kt.pack_linear_t(dh, R, vv + o, D, nullptr, pk);
+      kt.gemm(R, Ph, R, pk, yv + o, D, kernels::Activation::none, false);
+    }
+    Tape<T>* tp = &t;
+    t.on_backward([=] {
+      kernels::PackedMatrix& pb = tp->packed_scratch();
+      float* dS = tp->temp(R * R, 1);
+      float* tr = tp->temp(R * R, 2);
+      for (index_t h = 0; h < heads; ++h) {
+        const index_t o = h * dh;
+        const float* Ph = P + h * R * R;
+        kt.pack_linear(R, dh, vv + o, D, nullptr, pb);  // dP = dY V^T
+        kt.gemm(R, yg + o, D, pb, dS, R, kernels::Activation::none, false);
+        for (index_t i = 0; i < R; ++i) {
+          const float* p = Ph + i * R;
+          float* ds = dS + i * R;
+          float dot = 0;
+          for (index_t j = 0; j <= i; ++j) dot += p[j] * ds[j];
+          for (index_t j = 0; j <= i; ++j) ds[j] = p[j] * (ds[j] - dot) * sc;
+          for (index_t j = i + 1; j < R; ++j) ds[j] = 0.0f;
+        }
+        detail::transpose(R, R, Ph, R, tr);  // dV += P^T dY
+        kt.pack_linear_t(dh, R, yg + o, D, nullptr, pb);
+        kt.gemm(R, tr, R, pb, vg + o, D, kernels::Activation::none, true);
+        kt.pack_linear_t(dh, R, kv + o, D, nullptr, pb);  // dQ += dS K
+        kt.gemm(R, dS, R, pb, qg + o, D, kernels::Activation::none, true);
+        detail::transpose(R, R, dS, R, tr);  // dK += dS^T Q
+        kt.pack_linear_t(dh, R, qv + o, D, nullptr, pb);
+        kt.gemm(R, tr, R, pb, kg + o, D, kernels::Activation::none, true);
+      }
+    });
+    return y;
+  }
   Var y = t.make(R, D);
   T *qv = t.value(q), *kv = t.value(k), *vv = t.value(v), *qg = t.grad(q), *kg = t.grad(k), *vg = t.grad(v);
   T *yv = t.value(y), *yg = t.grad(y);

@@ -47,7 +47,7 @@ inline constexpr KernelTable table{"scalar", &pack_linear, &gemm, &gemv, &layern
                                    &add_scaled, &mul, &gather_rows, &dot_rows, &attention, &pack_linear_t};
 
 inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const float* bias, PackedMatrix& out) {
-  out.data.resize(N * K + N);
+  if (out.data.size() < N * K + N) out.data.resize(N * K + N);  // grows only: repacks reuse the buffer
   for (index_t n = 0; n < N; ++n) {
     for (index_t k = 0; k < K; ++k) out.data[n * K + k] = w[n * ldw + k];
     out.data[N * K + n] = bias ? bias[n] : 0.0f;
@@ -58,7 +58,7 @@ inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const
 }
 
 inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, const float* bias, PackedMatrix& out) {
-  out.data.resize(N * K + N);
+  if (out.data.size() < N * K + N) out.data.resize(N * K + N);  // grows only: repacks reuse the buffer
   for (index_t n = 0; n < N; ++n) out.data[N * K + n] = bias ? bias[n] : 0.0f;
   for (index_t k = 0; k < K; ++k)
     for (index_t n = 0; n < N; ++n) out.data[n * K + k] = wt[k * ldwt + n];

@@ -33,7 +33,11 @@ inline const KernelTable* compiled_best_table() {
   return &scalar::table;
 #endif
 }
-inline void resize_packed(PackedMatrix& p, index_t floats) { p.data.resize(floats); }
+// Grows only: repacking into a matrix of the same or a larger size reuses its buffer (training
+// packs operands on every product); packs write every float their gemm reads.
+inline void resize_packed(PackedMatrix& p, index_t floats) {
+  if (p.data.size() < floats) p.data.resize(floats);
+}
 [[noreturn]] inline void throw_foreign_matrix(const char* family) {
   throw Error(std::string("fofa: ") + family + " kernel given a matrix packed by another kernel family");
 }
