@@ -4,6 +4,8 @@
   docs/plots/lambda_cost.svg      MFLOPs per request and device parameters against lambda
   docs/plots/<ds>_block_choice.svg  how often each block is kept (Forward-OFA, budget 1.0 and 0.5)
   docs/plots/<ds>_blocks_kept.svg   distribution of blocks kept per user
+  docs/plots/<ds>_systems.svg       HR@10 and NDCG@10 of every SPEC 8 system (budget 1.0)
+  docs/plots/<ds>_systems_cost.svg  device MFLOPs per request: inference and on-device fine-tuning
 usage: python3 tools/results/plots.py [docs/results.json] [OUT_DIR]"""
 import json
 import pathlib
@@ -93,7 +95,22 @@ def main():
             [("MFLOPs / request", [e["flops_per_request"] / 1e6 for e in sweep]),
              ("device params (10k)", [e["device_parameters"] / 1e4 for e in sweep])],
             "lambda (sparsity coefficient)", "cost"))
+    short = {"static": "static", "shallow": "shallow", "finetune": "fine-tune", "duet": "DUET",
+             "forward_ofa": "FOFA", "sasrec_paper": "paper"}
     for ds, systems in r["datasets"].items():
+        full = {k: next((e for e in rows if abs(e["budget"] - 1.0) < 1e-9), None) for k, rows in systems.items()}
+        full = {k: e for k, e in full.items() if e is not None}
+        if full:
+            labels = [short.get(k, k) for k in full]
+            (out / f"{ds}_systems.svg").write_text(bar_chart(
+                f"{ds}: accuracy per system (budget 1.0)" + tag, labels,
+                [("HR@10", [e["sampled"]["hr10"] for e in full.values()]),
+                 ("NDCG@10", [e["sampled"]["ndcg10"] for e in full.values()])], "system", "metric"))
+            (out / f"{ds}_systems_cost.svg").write_text(bar_chart(
+                f"{ds}: device MFLOPs per request" + tag, labels,
+                [("inference", [e["flops_per_request"] / 1e6 for e in full.values()]),
+                 ("fine-tuning", [e.get("finetune_flops_per_request", 0) / 1e6 for e in full.values()])],
+                "system", "MFLOPs"))
         rows = systems.get("forward_ofa", [])
         if not rows:
             continue

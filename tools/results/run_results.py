@@ -3,7 +3,7 @@
 
 usage: python3 tools/results/run_results.py --fofa BUILD/tools/cli/fofa [--profile full|quick]
            [--datasets amazon-games,amazon-beauty,amazon-toys] [--work DIR] [--retrain] [--no-sweep]
-           [--epochs N] [--sweep-epochs N] [--latency-users N]
+           [--epochs N] [--sweep-epochs N] [--latency-users N] [--systems static,finetune,...] [--merge]
 
 For every data set and system (tools/results/configs/*.json) it runs `fofa train` (skipped when the
 model already exists in --work, unless --retrain) and `fofa eval --json` at budget 1.0 (and 0.5 for
@@ -14,6 +14,11 @@ and are marked "profile": "quick" in the JSON. --epochs / --sweep-epochs cap the
 Each trained model keeps its training report beside it (MODEL.train.json), so a later invocation
 that finds the model (e.g. one that only adds a data set or re-evaluates) reports the same numbers. Afterwards run table.py (README table) and
 plots.py (SVG plots), which read only docs/results.json.
+System "finetune" (SPEC 8 on-device fine-tuning) trains nothing: it evaluates the data set's static model
+(WORK/<ds>-static.fofa, trained first if missing) with `fofa eval --finetune-steps S --finetune-lr LR`, S and
+LR from configs/finetune.json (chosen on the validation split, see its "sweep"). --systems runs a subset and
+--merge keeps every other row of an existing --out file, e.g. to add the finetune rows to a finished run:
+  run_results.py --fofa F --systems finetune --no-sweep --merge
 Data: $FOFA_DATA_DIR or ../shared/data beside the repository. Needs only the python3 standard library.
 """
 import argparse
@@ -26,8 +31,9 @@ import time
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 CONFIGS = ROOT / "tools" / "results" / "configs"
-SYSTEMS = ["static", "shallow", "duet", "forward_ofa"]
+SYSTEMS = ["static", "shallow", "finetune", "duet", "forward_ofa"]
 SYSTEM_NAMES = {"static": "static SASRec (6 blocks)", "shallow": "static shallow SASRec (2 blocks)",
+                "finetune": "on-device fine-tuning (static + S SGD steps)",
                 "duet": "DUET-style (mapper, all blocks)", "forward_ofa": "Forward-OFA (controller + mapper)",
                 "sasrec_paper": "SASRec paper setting (d 50, 2 blocks)"}
 LAMBDAS = [0.0, 0.01, 0.03, 0.1, 0.3]
@@ -77,6 +83,27 @@ def train_and_eval(fofa, data, config, model, args, budgets=(1.0,), overrides=No
     return rows
 
 
+def finetune_eval(fofa, data, config, static_model, static_config, args):
+    """SPEC 8 on-device fine-tuning: the static model evaluated with S SGD steps per user (no training)."""
+    ft = json.loads(config.read_text())["finetune"]
+    if args.retrain or not static_model.exists():  # normally the "static" system just produced it
+        train_and_eval(fofa, data, static_config, static_model, args, (1.0,),
+                       {"epochs": args.epochs} if args.epochs else None)
+    report_path = pathlib.Path(str(static_model) + ".train.json")
+    train_report = json.loads(report_path.read_text()) if report_path.exists() else {"report": None, "epochs_cap": None}
+    ev, eval_seconds = run_json([fofa, "eval", str(static_model), str(data), "--json", "--budget", "1.0",
+                                 "--threads", str(args.threads), "--finetune-steps", str(ft["steps"]),
+                                 "--finetune-lr", str(ft["lr"]), "--finetune-negatives", str(ft.get("negatives", 1))]
+                                + ([] if args.full_ranking else ["--no-full"]))
+    ev["base_model"] = "static"
+    ev["train_seconds"] = 0.0  # no training of its own: the static model's training is in the static row
+    ev["eval_seconds"] = eval_seconds
+    ev["epochs_run"] = train_report["report"]["epochs_run"] if train_report.get("report") else None
+    ev["epochs_cap"] = train_report.get("epochs_cap")
+    ev["device_latency_us"] = None  # device-latency measures inference only; fine-tuning cost is in FLOPs
+    return [ev]
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--fofa", required=True)
@@ -93,25 +120,50 @@ def main():
     ap.add_argument("--full-ranking", action="store_true")
     ap.add_argument("--out", default=str(ROOT / "docs" / "results.json"))
     ap.add_argument("--configs", default=str(CONFIGS), help="directory of <system>.json (tests use tiny ones)")
+    ap.add_argument("--systems", default=",".join(SYSTEMS + ["sasrec_paper"]),
+                    help="comma-separated subset of the systems to run (default: all)")
+    ap.add_argument("--merge", action="store_true",
+                    help="start from the existing --out file and replace only the rows this run computes")
     args = ap.parse_args()
+    chosen = args.systems.split(",")
+    unknown = [x for x in chosen if x not in SYSTEM_NAMES]
+    if unknown:
+        sys.exit(f"unknown system(s) {unknown}; known: {list(SYSTEM_NAMES)}")
     data_dir = pathlib.Path(os.environ.get("FOFA_DATA_DIR") or ROOT.parent / "shared" / "data")
     work = pathlib.Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     results = {"profile": args.profile, "generated": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                "protocol": "SPEC 7: leave-one-out test item + 100 sampled negatives, ties against the positive",
                "systems": SYSTEM_NAMES, "datasets": {}, "lambda_sweep": []}
+    if args.merge and pathlib.Path(args.out).exists():
+        old = json.loads(pathlib.Path(args.out).read_text())
+        if old.get("profile") != args.profile:
+            sys.exit(f"--merge: {args.out} has profile {old.get('profile')}, this run is {args.profile}")
+        results["datasets"] = old.get("datasets", {})
+        results["lambda_sweep"] = old.get("lambda_sweep", [])
     for ds in args.datasets.split(","):
         data = data_dir / f"{ds}.txt"
         if not data.exists():
             sys.exit(f"missing data file {data}")
-        entry = {}
+        entry = results["datasets"].get(ds, {})
         for system in SYSTEMS + (["sasrec_paper"] if ds == "amazon-games" else []):
+            if system not in chosen:
+                continue
+            if system == "finetune":
+                print(f"[{ds}] {system} ...", file=sys.stderr, flush=True)
+                ft_config = pathlib.Path(args.configs) / "finetune.json"
+                entry[system] = finetune_eval(args.fofa, data, ft_config if ft_config.exists() else CONFIGS / "finetune.json",
+                                              work / f"{ds}-static.fofa", pathlib.Path(args.configs) / "static.json", args)
+                continue
             budgets = (1.0, 0.5) if system == "forward_ofa" else (1.0,)
             print(f"[{ds}] {system} ...", file=sys.stderr, flush=True)
             entry[system] = train_and_eval(args.fofa, data, pathlib.Path(args.configs) / f"{system}.json", work / f"{ds}-{system}.fofa",
                                            args, budgets, {"epochs": args.epochs} if args.epochs else None)
-        results["datasets"][ds] = entry
+        # Keep the SPEC 8 order of systems whatever order the rows were computed in.
+        order = SYSTEMS + ["sasrec_paper"]
+        results["datasets"][ds] = dict(sorted(entry.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
     if not args.no_sweep:
+        results["lambda_sweep"] = []
         data = data_dir / "amazon-games.txt"
         for lam in LAMBDAS:
             print(f"[sweep] lambda {lam} ...", file=sys.stderr, flush=True)

@@ -25,8 +25,13 @@ def main():
         for key, rows in systems.items():
             for e in rows:
                 lat = "n/a" if e.get("device_latency_us") is None else f"{e['device_latency_us']:.0f} us"
-                print(f"| {r['systems'].get(key, key)} | {e['budget']:.1f} | {e['sampled']['hr10']:.4f} | "
-                      f"{e['sampled']['ndcg10']:.4f} | {e['blocks_kept']:.2f} | {e['flops_per_request'] / 1e6:.1f} | "
+                name, mflops = r['systems'].get(key, key), f"{e['flops_per_request'] / 1e6:.1f}"
+                ft = e.get("finetune") or {}
+                if ft.get("steps"):  # on-device fine-tuning: its settings and its device training cost
+                    name = name.replace("S SGD steps", f"{ft['steps']} SGD steps, lr {ft['lr']:g}")
+                    mflops += f" + {e.get('finetune_flops_per_request', 0) / 1e6:.0f} fine-tuning"
+                print(f"| {name} | {e['budget']:.1f} | {e['sampled']['hr10']:.4f} | "
+                      f"{e['sampled']['ndcg10']:.4f} | {e['blocks_kept']:.2f} | {mflops} | "
                       f"{e['device_parameters'] / 1e3:.0f} k | {e['device_bytes'] / 1024:.0f} KiB | {lat} | {epochs(e)} |")
         print()
     if r.get("lambda_sweep"):
