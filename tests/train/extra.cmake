@@ -35,3 +35,10 @@ if(FOFA_BUILD_EXAMPLES)
     set_tests_properties(train_smoke_real_data PROPERTIES WILL_FAIL ON)
   endif()
 endif()
+
+# Warm start (`fofa train --init`) on a small generated interaction file.
+if(FOFA_BUILD_EXAMPLES)
+  add_test(NAME train_init_cli
+    COMMAND ${CMAKE_COMMAND} -DFOFA=$<TARGET_FILE:fofa-cli> -DWORK=${CMAKE_CURRENT_BINARY_DIR}/train_init_cli
+            -P ${CMAKE_CURRENT_SOURCE_DIR}/train/init_check.cmake)
+endif()

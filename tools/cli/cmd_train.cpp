@@ -3,6 +3,7 @@
 // reports the test metrics of SPEC 7 and writes the best model atomically.
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include "cli.hpp"
 #include "fofa/io/model_file.hpp"
@@ -11,9 +12,12 @@
 namespace fofa::cli {
 
 // Options (see --help): --checkpoint PATH (default MODEL.fofa.ckpt, written every epoch), --resume,
-// --epochs N, --threads N, --eval-users N (validation subset, 0 = all), --quiet, --json.
+// --epochs N, --threads N, --eval-users N (validation subset, 0 = all), --quiet, --json,
+// --init MODEL.fofa (warm start: every tensor of this model that MODEL also has, e.g. a trained static
+// backbone under a Forward-OFA config, whose zero-initialised mapper heads then start from exactly
+// that static model, SPEC 4; shapes must agree; ignored on --resume).
 int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
-  const Args args(argv, {"--config", "--out", "--checkpoint", "--epochs", "--threads", "--eval-users"},
+  const Args args(argv, {"--config", "--out", "--checkpoint", "--epochs", "--threads", "--eval-users", "--init"},
                   {"--resume", "--quiet", "--json"});
   args.expect_positional(1, "DATA");
   const std::string data_path = args.positional()[0];
@@ -40,9 +44,36 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
     std::cerr << "data " << data_path << ": " << raw.users.size() << " users, " << raw.items << " items, "
               << raw.actions() << " actions\n";
     Trainer trainer(cfg, data, exp.train);
+    nlohmann::json init_report = nullptr;
     if (resume && std::filesystem::exists(exp.train.checkpoint)) {
       trainer.resume(exp.train.checkpoint);
       std::cerr << "resumed from " << exp.train.checkpoint << " after epoch " << trainer.epochs_done() << "\n";
+    } else if (args.has("--init")) {
+      const std::string init_path = args.get("--init");
+      const fofa::io::LoadedModel init = fofa::io::load_model(init_path);
+      fofa::ModelWeights w = trainer.model().weights();
+      std::vector<std::string> copied, kept, ignored;
+      for (const auto& [name, t] : w.tensors()) {
+        if (!init.weights.contains(name)) {
+          kept.push_back(name);
+          continue;
+        }
+        try {
+          w.set(name, init.weights.get(name, t.shape()));
+        } catch (const fofa::Error& e) {
+          throw fofa::Error(std::string("--init ") + init_path + ": " + e.what());
+        }
+        copied.push_back(name);
+      }
+      for (const auto& [name, t] : init.weights.tensors())
+        if (!w.contains(name)) ignored.push_back(name);
+      if (copied.empty()) throw fofa::Error("--init " + init_path + ": it shares no tensor with this configuration");
+      trainer.model().load(w);
+      std::cerr << "initialised " << copied.size() << " tensors from " << init_path << "; " << kept.size()
+                << " keep their initialisation";
+      if (!ignored.empty()) std::cerr << "; " << ignored.size() << " of its tensors are not in this model";
+      std::cerr << "\n";
+      init_report = {{"model", init_path}, {"copied", copied.size()}, {"kept_init", kept}, {"ignored", ignored}};
     }
     const bool early = trainer.fit(&std::cerr);
     const EvalResult test = evaluate(trainer.model(), data,
@@ -62,6 +93,7 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
                   {"ndcg10", test.sampled.ndcg_at(10)}, {"ndcg20", test.sampled.ndcg_at(20)},
                   {"users", test.users}, {"blocks_kept", test.blocks_kept}}},
         {"train_options", to_json(exp.train)},
+        {"init", init_report},
         {"history", hist}};
     const std::size_t bytes = fofa::io::save_model(out_path, cfg, trainer.model().weights(), {{"training", report}});
     if (json) {
