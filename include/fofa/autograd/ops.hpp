@@ -362,8 +362,10 @@ Var dropout(Tape<T>& t, Var a, double p, Uniform&& uniform01) {
   T* mask = t.scratch_uninit(n);
   const T keep_scale = T(1.0 / (1.0 - p));
   T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
+  // The draws first (a tight serial RNG loop), then a branch-free loop the compiler vectorises.
+  for (index_t i = 0; i < n; ++i) mask[i] = static_cast<T>(uniform01() >= p);  // no branch: the test is random
   for (index_t i = 0; i < n; ++i) {
-    mask[i] = static_cast<T>(uniform01() >= p) * keep_scale;  // branch-free: the keep test is random
+    mask[i] *= keep_scale;
     yv[i] = av[i] * mask[i];
   }
   t.on_backward([=] {
