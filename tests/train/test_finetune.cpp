@@ -171,8 +171,6 @@ TEST_CASE("bad fine-tuning options raise fofa::Error") {
   CHECK_THROWS_AS(evaluate(m, data(), with({.steps = 1, .lr = std::numeric_limits<double>::quiet_NaN()})), Error);
   CHECK_THROWS_AS(evaluate(m, data(), with({.steps = 1, .lr = std::numeric_limits<double>::infinity()})), Error);
   CHECK_THROWS_AS(evaluate(m, data(), with({.steps = 1, .negatives = 0})), Error);
-  // A divergent lr ends with a clear error instead of NaN scores.
-  CHECK_THROWS_WITH_AS(evaluate(m, data(), with({.steps = 5, .lr = 1e30})), doctest::Contains("diverged"), Error);
   DeviceFinetuner<float> ft(m, {.steps = 1});
   const std::vector<std::int32_t> one_item = {4};
   CHECK(ft.run(one_item, 1, 1) == 0);  // nothing to learn from: the static model
