@@ -19,6 +19,8 @@ System "finetune" (SPEC 8 on-device fine-tuning) trains nothing: it evaluates th
 LR from configs/finetune.json (chosen on the validation split, see its "sweep"). --systems runs a subset and
 --merge keeps every other row of an existing --out file, e.g. to add the finetune rows to a finished run:
   run_results.py --fofa F --systems finetune --no-sweep --merge
+Models already in --work are evaluated, not retrained: tools/results/warm_start.py trains them with a
+shared warm start (the protocol of the README's table) before this script assembles the JSON.
 Data: $FOFA_DATA_DIR or ../shared/data beside the repository. Needs only the python3 standard library.
 """
 import argparse
@@ -73,6 +75,7 @@ def train_and_eval(fofa, data, config, model, args, budgets=(1.0,), overrides=No
         ev["eval_seconds"] = eval_seconds
         ev["epochs_run"] = train_report["report"]["epochs_run"] if train_report["report"] else None
         ev["epochs_cap"] = train_report["epochs_cap"]
+        ev["init"], ev["init_epochs"] = train_report.get("init"), train_report.get("init_epochs")  # warm_start.py
         ev["device_latency_us"] = None
         if args.latency_users:  # one thread; run the final (assembling) invocation on an idle machine
             lat, _ = run_json([fofa, "device-latency", str(model), str(data), "--json", "--budget", str(b),
@@ -100,6 +103,7 @@ def finetune_eval(fofa, data, config, static_model, static_config, args):
     ev["eval_seconds"] = eval_seconds
     ev["epochs_run"] = train_report["report"]["epochs_run"] if train_report.get("report") else None
     ev["epochs_cap"] = train_report.get("epochs_cap")
+    ev["init"], ev["init_epochs"] = train_report.get("init"), train_report.get("init_epochs")
     ev["device_latency_us"] = None  # device-latency measures inference only; fine-tuning cost is in FLOPs
     return [ev]
 

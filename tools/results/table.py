@@ -10,7 +10,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 def epochs(e):
     run, cap = e.get("epochs_run"), e.get("epochs_cap")
-    return f"{run if run is not None else '?'} / {cap if cap is not None else '?'}"
+    text = f"{run if run is not None else '?'} / {cap if cap is not None else '?'}"
+    if e.get("init_epochs"):  # warm start (warm_start.py): stage-1 static epochs + this model's own
+        text = f"{e['init_epochs']} + {text}"
+    return text
 
 
 def main():
@@ -20,7 +23,7 @@ def main():
         print(f"_Profile \"{r.get('profile')}\" (pipeline check, not results), generated {r.get('generated')}._\n")
     for ds, systems in r["datasets"].items():
         print(f"**{ds}** ({r['protocol']})\n")
-        print("| system | budget | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | device params | bytes to device | device latency | epochs run / cap |")
+        print("| system | budget | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | device params | bytes to device | device latency | epochs: [stage 1 +] run / cap |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for key, rows in systems.items():
             for e in rows:
@@ -36,7 +39,7 @@ def main():
         print()
     if r.get("lambda_sweep"):
         print("**Forward-OFA lambda sweep (amazon-games, budget 1.0)**\n")
-        print("| lambda | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | epochs run / cap |")
+        print("| lambda | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | epochs: [stage 1 +] run / cap |")
         print("|---|---|---|---|---|---|")
         for e in r["lambda_sweep"]:
             print(f"| {e['lambda']} | {e['sampled']['hr10']:.4f} | {e['sampled']['ndcg10']:.4f} | "

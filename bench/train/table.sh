@@ -1,0 +1,10 @@
+#!/bin/sh
+# Prints the fofa-vs-PyTorch training-throughput benchmark (bench/train/compare_torch.py) as a README block.
+# Usage: bench/train/table.sh [path/to/fofa-bench-train] [steps]
+set -eu
+bin=${1:-build/release/bench/train/fofa-bench-train}
+steps=${2:-5}
+echo '```'
+echo "batch 128, 50-row windows, SPEC default model (d 64, 6 blocks, ffn 256, 23,715 items); torch $(/usr/bin/python3 -c 'import torch; print(torch.__version__)')"
+/usr/bin/python3 "$(dirname "$0")/compare_torch.py" "$bin" --steps "$steps" 2>/dev/null
+echo '```'
