@@ -36,31 +36,44 @@ class Adam {
   }
 
   void step(ParamSet<T>& params, const GradSet<T>& grads) {
+    begin_step(params, grads);
+    for (int i = 0; i < params.size(); ++i) update(params, grads, i, 0, params[i].value.size());
+  }
+
+  // step() in parts, for workers that own disjoint element ranges: begin_step() once, then
+  // update() over ranges that cover every parameter exactly once, in any order or concurrently.
+  // Each element gets exactly step()'s arithmetic. grad_scale multiplies each gradient first: the
+  // same float product GradSet::scale would have stored (global-norm clipping fused into the step;
+  // 1 leaves gradients exact).
+  void begin_step(const ParamSet<T>& params, const GradSet<T>& grads) {
     FOFA_CHECK(params.size() == static_cast<int>(m_.size()) && grads.size() == params.size(),
                "Adam: parameter set changed since construction");
     ++steps_;
     const double bc1 = 1.0 - std::pow(opt_.beta1, static_cast<double>(steps_));
     const double bc2 = 1.0 - std::pow(opt_.beta2, static_cast<double>(steps_));
-    const T step_size = static_cast<T>(opt_.lr / bc1), sqrt_bc2 = static_cast<T>(std::sqrt(bc2));
+    step_size_ = static_cast<T>(opt_.lr / bc1);
+    sqrt_bc2_ = static_cast<T>(std::sqrt(bc2));
+  }
+  void update(ParamSet<T>& params, const GradSet<T>& grads, int i, std::size_t begin, std::size_t end,
+              T grad_scale = T(1)) {
+    const T step_size = step_size_, sqrt_bc2 = sqrt_bc2_;
     const T b1 = static_cast<T>(opt_.beta1), b2 = static_cast<T>(opt_.beta2), eps = static_cast<T>(opt_.eps);
     const T wd = static_cast<T>(opt_.weight_decay), lr = static_cast<T>(opt_.lr);
-    for (int i = 0; i < params.size(); ++i) {
-      auto& p = params[i].value;
-      const T* g = grads.data(i);
-      auto& m = m_[static_cast<std::size_t>(i)];
-      auto& v = v_[static_cast<std::size_t>(i)];
-      for (std::size_t k = 0, n = p.size(); k < n; ++k) {
-        T gk = g[k];
-        if (wd != T(0)) {
-          if (opt_.decoupled)
-            p[k] *= T(1) - lr * wd;
-          else
-            gk += wd * p[k];
-        }
-        m[k] = b1 * m[k] + (T(1) - b1) * gk;
-        v[k] = b2 * v[k] + (T(1) - b2) * gk * gk;
-        p[k] -= step_size * m[k] / (std::sqrt(v[k]) / sqrt_bc2 + eps);
+    T* p = params[i].value.data();
+    const T* g = grads.data(i);
+    T* m = m_[static_cast<std::size_t>(i)].data();
+    T* v = v_[static_cast<std::size_t>(i)].data();
+    for (std::size_t k = begin; k < end; ++k) {
+      T gk = g[k] * grad_scale;
+      if (wd != T(0)) {
+        if (opt_.decoupled)
+          p[k] *= T(1) - lr * wd;
+        else
+          gk += wd * p[k];
       }
+      m[k] = b1 * m[k] + (T(1) - b1) * gk;
+      v[k] = b2 * v[k] + (T(1) - b2) * gk * gk;
+      p[k] -= step_size * m[k] / (std::sqrt(v[k]) / sqrt_bc2 + eps);
     }
   }
 
@@ -74,6 +87,7 @@ class Adam {
   AdamOptions opt_;
   std::vector<std::vector<T>> m_, v_;
   long long steps_ = 0;
+  T step_size_ = T(0), sqrt_bc2_ = T(1);  // of the current step (begin_step)
 };
 
 // Scales gradients so their global L2 norm is at most max_norm (torch.nn.utils.clip_grad_norm_);
@@ -83,6 +97,12 @@ double clip_grad_norm(GradSet<T>& grads, double max_norm) {
   const double norm = std::sqrt(grads.squared_norm());
   if (max_norm > 0 && norm > max_norm) grads.scale(static_cast<T>(max_norm / (norm + 1e-6)));
   return norm;
+}
+
+// The factor clip_grad_norm applies for a gradient norm `norm` (1 when no clipping is needed).
+template <class T>
+T clip_scale(double norm, double max_norm) {
+  return max_norm > 0 && norm > max_norm ? static_cast<T>(max_norm / (norm + 1e-6)) : T(1);
 }
 
 }  // namespace fofa::autograd

@@ -19,6 +19,7 @@
 #include <memory>
 #include <string>
 #include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "fofa/core/error.hpp"
@@ -145,6 +146,71 @@ class GradSet {
         for (std::size_t k = 0, n = grads_[u].size(); k < n; ++k) dst[k] += src[k];
       }
     }
+  }
+  // ---- slice-parallel reduction (Trainer::step): worker w of W owns one contiguous element range
+  // of every parameter, so the workers write disjoint memory while each element is still summed in
+  // the order this + o_1 + o_2 + ... (bit-identical to add()). The bookkeeping of sparse rows stays
+  // serial: merge_touched(o) for every o in order, then add_slice() per worker and parameter.
+
+  // The [begin, end) element range of parameter i owned by worker w of W: whole rows for sparse
+  // parameters, whole 64-byte lines otherwise (no false sharing at slice boundaries).
+  std::pair<std::size_t, std::size_t> slice(int i, int w, int W) const {
+    const auto u = static_cast<std::size_t>(i);
+    const std::size_t n = grads_[u].size();
+    const std::size_t unit =
+        sparse_[u] ? std::max<std::size_t>(1, static_cast<std::size_t>(cols_[u])) : std::max<std::size_t>(1, 64 / sizeof(T));
+    const std::size_t units = (n + unit - 1) / unit;
+    const auto at = [&](int k) {
+      return std::min(n, units * static_cast<std::size_t>(k) / static_cast<std::size_t>(W) * unit);
+    };
+    return {at(w), at(w + 1)};
+  }
+  // The row bookkeeping of add(o): marks o's touched rows of sparse parameters as touched here, in
+  // the order add() would.
+  void merge_touched(const GradSet& o) {
+    FOFA_CHECK(o.grads_.size() == grads_.size(), "GradSet layouts differ");
+    for (std::size_t u = 0; u < grads_.size(); ++u)
+      if (sparse_[u])
+        for (index_t r : o.touched_[u]) touch(static_cast<int>(u), r);
+  }
+  // The data of add(o) over elements [begin, end) of parameter i (row-aligned for sparse
+  // parameters, which add only o's touched rows). Slices of distinct workers may run concurrently.
+  void add_slice(const GradSet& o, int i, std::size_t begin, std::size_t end) {
+    const auto u = static_cast<std::size_t>(i);
+    if (sparse_[u]) {
+      const auto c = static_cast<std::size_t>(cols_[u]);
+      for (index_t r : o.touched_[u]) {
+        const std::size_t off = static_cast<std::size_t>(r) * c;
+        if (off < begin || off >= end) continue;
+        T* dst = grads_[u].data() + off;
+        const T* src = o.grads_[u].data() + off;
+        for (std::size_t k = 0; k < c; ++k) dst[k] += src[k];
+      }
+    } else {
+      T* dst = grads_[u].data();
+      const T* src = o.grads_[u].data();
+      for (std::size_t k = begin; k < end; ++k) dst[k] += src[k];
+    }
+  }
+  // zero() over elements [begin, end) of parameter i (sparse: the touched rows there and their
+  // marks). Once every slice of every parameter is zero, clear_touched() finishes zero().
+  void zero_slice(int i, std::size_t begin, std::size_t end) {
+    const auto u = static_cast<std::size_t>(i);
+    if (sparse_[u]) {
+      const auto c = static_cast<std::size_t>(cols_[u]);
+      for (index_t r : touched_[u]) {
+        const std::size_t off = static_cast<std::size_t>(r) * c;
+        if (off < begin || off >= end) continue;
+        std::fill_n(grads_[u].data() + off, c, T(0));
+        marks_[u][static_cast<std::size_t>(r)] = 0;
+      }
+    } else {
+      std::fill(grads_[u].begin() + static_cast<std::ptrdiff_t>(begin), grads_[u].begin() + static_cast<std::ptrdiff_t>(end),
+                T(0));
+    }
+  }
+  void clear_touched() {
+    for (auto& t : touched_) t.clear();
   }
   void scale(T s) {
     for (std::size_t u = 0; u < grads_.size(); ++u) {

@@ -18,6 +18,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <exception>
 #include <filesystem>
 #include <iomanip>
 #include <memory>
@@ -49,6 +50,7 @@ struct TrainerOptions {
   double tau_start = 1.0, tau_end = 0.1;
   std::uint64_t seed = 1;
   int threads = 2;
+  int reduce_threads = 0;  // workers for gradient reduction, clipping and Adam; 0: `threads`
   int patience = 3;                // epochs without a better validation NDCG@10
   std::int64_t eval_users = 0;     // 0: every user
   double eval_budget = 1.0;
@@ -68,6 +70,7 @@ struct TrainerOptions {
                budget_max, "] must lie in (0, 1]");
     FOFA_CHECK(tau_start > 0 && tau_end > 0, "tau must be > 0");
     FOFA_CHECK(threads >= 1 && threads <= 256, "threads must be in [1, 256], got ", threads);
+    FOFA_CHECK(reduce_threads >= 0 && reduce_threads <= 256, "reduce_threads must be in [0, 256], got ", reduce_threads);
     FOFA_CHECK(patience >= 1, "patience must be >= 1, got ", patience);
     FOFA_CHECK(eval_budget > 0 && eval_budget <= 1, "eval_budget must be in (0, 1], got ", eval_budget);
   }
@@ -219,45 +222,62 @@ class Trainer {
     const TrainOptions topt{.dropout = opt_.dropout, .tau = tau, .hard_mask = true};
     const std::size_t nt = std::min(grads_.size(), samples.size());
     const std::size_t chunk = (samples.size() + nt - 1) / nt;
-    std::vector<double> loss(nt, 0.0), flops(nt, 0.0);
-    std::vector<std::exception_ptr> errors(nt);
-    for (auto& tp : tapes_) tp->invalidate_packed_weights();  // parameters changed since the last step
-    auto work = [&](std::size_t t) {
-      try {
-        grads_[t].zero();
-        autograd::Tape<float>& tape = *tapes_[t];
-        tape.reset();
-        SampleStats st;
-        for (std::size_t i = t * chunk; i < std::min(samples.size(), (t + 1) * chunk); ++i) {
-          autograd::Var l = model_.forward_loss(tape, samples[i], w, topt, &st);
-          tape.backward(l);
-          tape.reset();
-          loss[t] += st.loss;
-          flops[t] += st.flops_fraction;
-        }
-      } catch (...) {
-        errors[t] = std::current_exception();
-      }
+    // Per-thread accumulators on their own cache lines (each thread writes its own per sample).
+    struct alignas(64) Acc {
+      double loss = 0, flops = 0;
     };
-    std::vector<std::thread> pool;
-    for (std::size_t t = 1; t < nt; ++t) pool.emplace_back(work, t);
-    work(0);
-    for (auto& th : pool) th.join();
-    for (auto& e : errors)
-      if (e) std::rethrow_exception(e);
+    std::vector<Acc> acc(nt);
+    for (auto& tp : tapes_) tp->invalidate_packed_weights();  // parameters changed since the last step
+    parallel(nt, [&](std::size_t t) {
+      if (t > 0 || !grads0_zero_) grads_[t].zero();  // grads_[0] was zeroed by the last step's workers
+      if (t == 0) grads0_zero_ = false;
+      autograd::Tape<float>& tape = *tapes_[t];
+      tape.reset();
+      SampleStats st;
+      for (std::size_t i = t * chunk; i < std::min(samples.size(), (t + 1) * chunk); ++i) {
+        autograd::Var l = model_.forward_loss(tape, samples[i], w, topt, &st);
+        tape.backward(l);
+        tape.reset();
+        acc[t].loss += st.loss;
+        acc[t].flops += st.flops_fraction;
+      }
+    });
     double total = 0, frac = 0;
     for (std::size_t t = 0; t < nt; ++t) {
-      total += loss[t];
-      frac += flops[t];
-      if (t > 0) grads_[0].add(grads_[t]);
+      total += acc[t].loss;
+      frac += acc[t].flops;
     }
-    const double norm = autograd::clip_grad_norm(grads_[0], opt_.clip);
+    // grads_[0] += grads_[1] + ... : rows bookkeeping here, the data by the reduction workers, each
+    // owning one contiguous slice of every parameter (the per-element order stays thread 0, 1, ...).
+    auto& g = grads_[0];
+    auto& ps = model_.params();
+    const int W = reduce_workers();
+    for (std::size_t t = 1; t < nt; ++t) g.merge_touched(grads_[t]);
+    if (nt > 1)
+      parallel(static_cast<std::size_t>(W), [&](std::size_t wk) {
+        for (int i = 0; i < g.size(); ++i) {
+          const auto [b, e] = g.slice(i, static_cast<int>(wk), W);
+          for (std::size_t t = 1; t < nt; ++t) g.add_slice(grads_[t], i, b, e);
+        }
+      });
+    const double norm = std::sqrt(g.squared_norm());  // serial: its summation order is part of the result
     FOFA_CHECK(std::isfinite(total) && std::isfinite(norm), "training diverged: loss ", total, ", gradient norm ", norm,
                " at epoch ", epoch + 1, " step ", step_index + 1,
                opt_.checkpoint.empty() ? std::string(" (no checkpoint configured)")
                                        : " (the last good checkpoint " + opt_.checkpoint + " is kept)",
                "; try a lower lr or a gradient clip");
-    adam_->step(model_.params(), grads_[0]);
+    // Clipping, Adam and zeroing of grads_[0] over the same slices.
+    const float scale = autograd::clip_scale<float>(norm, opt_.clip);
+    adam_->begin_step(ps, g);
+    parallel(static_cast<std::size_t>(W), [&](std::size_t wk) {
+      for (int i = 0; i < g.size(); ++i) {
+        const auto [b, e] = g.slice(i, static_cast<int>(wk), W);
+        adam_->update(ps, g, i, b, e, scale);
+        g.zero_slice(i, b, e);
+      }
+    });
+    g.clear_touched();
+    grads0_zero_ = true;
     return {total, frac / B};
   }
 
@@ -340,6 +360,29 @@ class Trainer {
     for (auto& p : model_.params()) p.value = s[static_cast<std::size_t>(i++)];
   }
 
+  int reduce_workers() const { return opt_.reduce_threads > 0 ? opt_.reduce_threads : opt_.threads; }
+
+  // Runs fn(w) for w in [0, n) on n threads (the calling thread is worker 0), then rethrows the
+  // first worker's exception, if any.
+  template <class F>
+  static void parallel(std::size_t n, F&& fn) {
+    std::vector<std::exception_ptr> errors(n);
+    auto guarded = [&](std::size_t w) {
+      try {
+        fn(w);
+      } catch (...) {
+        errors[w] = std::current_exception();
+      }
+    };
+    std::vector<std::thread> pool;
+    pool.reserve(n);
+    for (std::size_t w = 1; w < n; ++w) pool.emplace_back(guarded, w);
+    guarded(0);
+    for (auto& th : pool) th.join();
+    for (auto& e : errors)
+      if (e) std::rethrow_exception(e);
+  }
+
   // Exponential annealing tau_start -> tau_end over the whole run.
   double tau_at(std::int64_t step, std::int64_t total) const {
     const double x = total > 1 ? static_cast<double>(step) / static_cast<double>(total - 1) : 1.0;
@@ -399,6 +442,7 @@ class Trainer {
   std::vector<std::vector<std::int32_t>> train_sorted_;
   std::vector<autograd::GradSet<float>> grads_;
   std::vector<std::unique_ptr<autograd::Tape<float>>> tapes_;
+  bool grads0_zero_ = false;  // grads_[0] zeroed by the previous step's reduction workers
   Snapshot best_;
   std::vector<EpochRecord> history_;
   int epoch_ = 0, best_epoch_ = 0, bad_epochs_ = 0;
