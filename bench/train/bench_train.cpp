@@ -1,18 +1,29 @@
 // fofa-bench-train: training throughput of the SPEC default Forward-OFA (d 64, 2 heads, 6 blocks,
 // n 50, f 256, controller + low-rank mapper r 8, 23,715 items) at batch 128, for 1 and 2 threads.
 // Every sample is a full window (50 input rows) with a random session start t0, so the work per
-// step matches bench/train/compare_torch.py. Prints one JSON object.
+// step matches bench/train/compare_torch.py. Prints one JSON object; cpu_seconds_per_step_threads_N
+// is the process CPU time (getrusage) per timed step, to tell scaling from contention on a loaded
+// machine (2 threads with perfect scaling: same CPU per step as 1 thread, half the wall time).
 //   fofa-bench-train [--steps N] [--system forward_ofa|static]
 #include <chrono>
 #include <cstring>
 #include <iostream>
 #include <string>
 
+#include <sys/resource.h>
+
 #include "fofa/train/synthetic.hpp"
 #include "fofa/train/trainer.hpp"
 
 using namespace fofa;
 using namespace fofa::train;
+
+static double cpu_seconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
+         1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
 
 int main(int argc, char** argv) {
   int steps = 5;
@@ -38,14 +49,17 @@ int main(int argc, char** argv) {
     opt.progress = false;
     Trainer tr(cfg, data, opt);
     tr.step(tr.batch_samples(0, 0), 1.0);  // warm-up: arenas, page faults
-    double seconds = 0;
+    double seconds = 0, cpu = 0;
     for (int s = 1; s <= steps; ++s) {
       const auto samples = tr.batch_samples(0, s);  // sampling is not timed (PyTorch gets its batch ready too)
       const auto t0 = std::chrono::steady_clock::now();
+      const double c0 = cpu_seconds();
       tr.step(samples, 1.0);
+      cpu += cpu_seconds() - c0;
       seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     }
     out["fofa_threads_" + std::to_string(threads)] = 128.0 * steps / seconds;
+    out["cpu_seconds_per_step_threads_" + std::to_string(threads)] = cpu / steps;
   }
   std::cout << out.dump() << "\n";
   return 0;
