@@ -6,6 +6,7 @@
 #include <array>
 #include <cmath>
 #include <functional>
+#include <limits>
 #include <string>
 
 #include "fofa/autograd/ops.hpp"
@@ -136,4 +137,17 @@ TEST_CASE("float causal attention (packed GEMMs + softmax kernel) matches the do
     compare(s, [heads](auto& t) { return causal_attention(t, t.param("q"), t.param("k"), t.param("v"), heads); },
             static_cast<std::uint64_t>(R * 13 + D + heads));
   }
+}
+
+TEST_CASE("exp_nonpositive: within a few ulp of std::exp on [-87, 0], clamped outside, no UB on NaN or infinities") {
+  using fofa::autograd::detail::exp_nonpositive;
+  for (float z = -87.0f; z <= 0.0f; z += 0.0137f) {
+    const float want = std::exp(z), got = exp_nonpositive(z);
+    CHECK(std::abs(got - want) <= 4.0f * std::numeric_limits<float>::epsilon() * want);
+  }
+  CHECK(exp_nonpositive(0.0f) == doctest::Approx(1.0f));
+  CHECK(exp_nonpositive(-1000.0f) == doctest::Approx(std::exp(-87.0f)));  // clamped below
+  CHECK(exp_nonpositive(-std::numeric_limits<float>::infinity()) < 1e-37f);
+  CHECK(exp_nonpositive(5.0f) == doctest::Approx(1.0f));  // outside the domain: clamped to exp(0)
+  CHECK(std::isfinite(exp_nonpositive(std::numeric_limits<float>::quiet_NaN())));  // the sanitizer build checks the cast
 }

@@ -270,7 +270,10 @@ namespace detail {
 // exp(z) for z <= 0 (Cephes expf: range reduction by ln 2, degree-6 polynomial, exponent bits),
 // within 2 ulp of std::exp, in plain arithmetic so the compiler vectorises loops over it.
 inline float exp_nonpositive(float z) {
-  z = std::max(z, -87.0f);
+  // Clamp into [-87, 0] with selects that also map NaN to -87: the float -> int conversion below
+  // must never see NaN or a large value (undefined behaviour; UBSan). A NaN input still reaches the
+  // callers' results through their other terms (gelu_backward: y / x).
+  z = z > -87.0f ? (z < 0.0f ? z : 0.0f) : -87.0f;
   // Round to nearest with the 1.5 * 2^23 trick (floor() would not vectorise under -ftrapping-math).
   const float n = (z * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   const float r = (z - n * 0.693359375f) + n * 2.12194440e-4f;
