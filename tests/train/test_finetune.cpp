@@ -10,24 +10,12 @@
 
 #include "fofa/train/evaluate.hpp"
 #include "fofa/train/synthetic.hpp"
+#include "train_test_util.hpp"
 
 using namespace fofa;
 using namespace fofa::train;
 
 namespace {
-
-ModelConfig static_config(std::int32_t items) {
-  ModelConfig c;
-  c.items = items;
-  c.d = 16;
-  c.heads = 2;
-  c.blocks = 2;
-  c.max_len = 12;
-  c.ffn = 32;
-  c.controller.enabled = false;
-  c.mapper.mode = MapperMode::off;
-  return c;
-}
 
 const SplitData& data() {
   static const SplitData s = split_leave_one_out(make_synthetic({.items = 200, .users = 120, .seed = 5}).data);
@@ -50,7 +38,7 @@ bool same_metrics(const EvalResult& a, const EvalResult& b) {
 }  // namespace
 
 TEST_CASE("fine-tuning with S = 0 is exactly the static evaluation") {
-  TrainableModel<float> m(static_config(200));
+  TrainableModel<float> m(test::small_static_config(200));
   m.init(11);
   EvalOptions plain{.split = EvalSplit::test, .seed = 3, .full_ranking = true, .threads = 2};
   EvalOptions zero = plain;
@@ -69,7 +57,7 @@ TEST_CASE("fine-tuning with S = 0 is exactly the static evaluation") {
 }
 
 TEST_CASE("one SGD step moves blocks and LayerNorms by -lr * (finite-difference gradient), embeddings frozen") {
-  TrainableModel<double> m(static_config(200));
+  TrainableModel<double> m(test::small_static_config(200));
   m.init(4);
   const double lr = 1e-3;
   DeviceFinetuner<double> ft(m, {.steps = 1, .lr = lr, .negatives = 2});
@@ -111,7 +99,7 @@ TEST_CASE("one SGD step moves blocks and LayerNorms by -lr * (finite-difference 
 }
 
 TEST_CASE("fine-tuning lowers the user's own training loss and leaves the shared model unchanged") {
-  TrainableModel<float> m(static_config(200));
+  TrainableModel<float> m(test::small_static_config(200));
   m.init(9);
   const auto shared_before = values(m);
   const auto& u = data().users[3];
@@ -144,7 +132,7 @@ TEST_CASE("fine-tuning lowers the user's own training loss and leaves the shared
 }
 
 TEST_CASE("fine-tuned evaluation does not depend on the thread count") {
-  TrainableModel<float> m(static_config(200));
+  TrainableModel<float> m(test::small_static_config(200));
   m.init(2);
   EvalOptions o{.split = EvalSplit::validation, .seed = 8, .full_ranking = true, .threads = 1};
   o.finetune = {.steps = 2, .lr = 0.05, .negatives = 2};
@@ -158,7 +146,7 @@ TEST_CASE("fine-tuned evaluation does not depend on the thread count") {
 }
 
 TEST_CASE("bad fine-tuning options raise fofa::Error") {
-  TrainableModel<float> m(static_config(200));
+  TrainableModel<float> m(test::small_static_config(200));
   m.init(1);
   auto with = [](FinetuneOptions f) {
     EvalOptions o{.split = EvalSplit::test};
@@ -177,7 +165,7 @@ TEST_CASE("bad fine-tuning options raise fofa::Error") {
   Rng rng(1);
   CHECK_THROWS_AS(ft.sample(one_item, rng), Error);
 
-  ModelConfig adaptive = static_config(200);
+  ModelConfig adaptive = test::small_static_config(200);
   adaptive.controller.enabled = true;
   adaptive.controller.width = 8;
   TrainableModel<float> fo(adaptive);

@@ -11,6 +11,7 @@
 #include "fofa/train/random.hpp"
 #include "fofa/train/synthetic.hpp"
 #include "fofa/train/trainer.hpp"
+#include "train_test_util.hpp"
 
 using namespace fofa;
 using namespace fofa::autograd;
@@ -190,17 +191,7 @@ TEST_CASE("sliced reduction marks sparse rows touched in the order add() does") 
 }
 
 TEST_CASE("trainer steps are bit-identical for 1, 2 and 3 reduction workers") {
-  ModelConfig c;
-  c.items = 300;
-  c.d = 16;
-  c.heads = 2;
-  c.blocks = 2;
-  c.max_len = 10;
-  c.ffn = 32;
-  c.controller.width = 8;
-  c.mapper.rank = 2;
-  c.mapper.code_width = 8;
-  c.mapper.structure_width = 4;
+  const ModelConfig c = train::test::small_config(300, 10);
   const auto data = train::split_leave_one_out(train::make_synthetic({.items = 300, .users = 120}).data);
   for (const double clip : {5.0, 0.05}) {  // 0.05 clips every step
     CAPTURE(clip);

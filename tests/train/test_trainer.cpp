@@ -8,26 +8,13 @@
 
 #include "fofa/train/synthetic.hpp"
 #include "fofa/train/trainer.hpp"
+#include "train_test_util.hpp"
 
 using namespace fofa;
 using namespace fofa::train;
+using fofa::train::test::small_config;
 
 namespace {
-
-ModelConfig small_config(std::int32_t items) {
-  ModelConfig c;
-  c.items = items;
-  c.d = 16;
-  c.heads = 2;
-  c.blocks = 2;
-  c.max_len = 12;
-  c.ffn = 32;
-  c.controller.width = 8;
-  c.mapper.rank = 2;
-  c.mapper.code_width = 8;
-  c.mapper.structure_width = 4;
-  return c;
-}
 
 TrainerOptions small_options() {
   TrainerOptions o;
