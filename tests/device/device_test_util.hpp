@@ -9,23 +9,11 @@
 
 #include "fofa/io/device_file.hpp"
 #include "fofa/model/init.hpp"
+#include "../common/small_config.hpp"
 
 namespace fofa::testing {
 
-inline ModelConfig tiny_config() {
-  ModelConfig c;
-  c.items = 40;
-  c.d = 16;
-  c.heads = 2;
-  c.blocks = 4;
-  c.max_len = 8;
-  c.ffn = 32;
-  c.controller.width = 8;
-  c.mapper.rank = 2;
-  c.mapper.code_width = 8;
-  c.mapper.structure_width = 4;
-  return c;
-}
+inline ModelConfig tiny_config() { return small_config({.items = 40, .blocks = 4, .max_len = 8}); }
 
 // A model whose mapper changes the weights (mapper_scale > 0) and whose controller keeps every
 // block unless the budget says otherwise (large head bias).

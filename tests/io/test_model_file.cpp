@@ -5,26 +5,14 @@
 #include <random>
 
 #include "fofa/io/model_file.hpp"
+#include "../common/small_config.hpp"
 
 namespace fs = std::filesystem;
 using namespace fofa;
 using namespace fofa::io;
 
 namespace {
-ModelConfig small_config() {
-  ModelConfig c;
-  c.items = 20;
-  c.d = 8;
-  c.heads = 2;
-  c.blocks = 2;
-  c.max_len = 6;
-  c.ffn = 16;
-  c.controller.width = 8;
-  c.mapper.rank = 2;
-  c.mapper.code_width = 8;
-  c.mapper.structure_width = 4;
-  return c;
-}
+ModelConfig small_config() { return testing::small_config({.items = 20, .d = 8, .max_len = 6, .ffn = 16}); }
 ModelWeights random_weights(const ModelConfig& c, unsigned seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<float> nd(0.0f, 0.1f);

@@ -8,25 +8,13 @@
 
 #include "fofa/model/forward_ofa.hpp"
 #include "fofa/model/init.hpp"
+#include "../common/small_config.hpp"
 
 using namespace fofa;
 
 namespace {
 
-ModelConfig small_config() {
-  ModelConfig c;
-  c.items = 40;
-  c.d = 16;
-  c.heads = 2;
-  c.blocks = 3;
-  c.max_len = 10;
-  c.ffn = 32;
-  c.controller.width = 8;
-  c.mapper.rank = 2;
-  c.mapper.code_width = 8;
-  c.mapper.structure_width = 4;
-  return c;
-}
+ModelConfig small_config() { return testing::small_config({.items = 40, .blocks = 3, .max_len = 10}); }
 
 std::vector<std::int32_t> ids(std::initializer_list<int> v) { return {v.begin(), v.end()}; }
 

@@ -6,6 +6,7 @@
 #include <cmath>
 
 #include "../autograd/gradcheck.hpp"
+#include "../common/small_config.hpp"
 #include "fofa/model/forward_ofa.hpp"
 #include "fofa/train/model_graph.hpp"
 
@@ -14,17 +15,11 @@ using namespace fofa::train;
 
 namespace {
 
+// Narrower controller and mapper widths than the shared small configuration (5, 4, 3).
 ModelConfig tiny_config() {
-  ModelConfig c;
-  c.items = 15;
-  c.d = 8;
-  c.heads = 2;
-  c.blocks = 2;
-  c.max_len = 6;
-  c.ffn = 12;
+  ModelConfig c = testing::small_config({.items = 15, .d = 8, .max_len = 6, .ffn = 12});
   c.eps = 1e-5f;
   c.controller.width = 5;
-  c.mapper.rank = 2;
   c.mapper.code_width = 4;
   c.mapper.structure_width = 3;
   return c;

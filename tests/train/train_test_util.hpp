@@ -1,34 +1,21 @@
-// The small model configurations the training tests share (d 16, 2 heads, 2 blocks, ffn 32).
+// The small model configurations the training tests share (d 16, 2 heads, 2 blocks, ffn 32):
+// tests/common/small_config.hpp with the item count and window the training data sets need.
 #pragma once
 
 #include <cstdint>
 
-#include "fofa/model/config.hpp"
+#include "../common/small_config.hpp"
 
 namespace fofa::train::test {
 
 // Controller + low-rank mapper (r 2): the Forward-OFA shape of the SPEC default, shrunk.
 inline ModelConfig small_config(std::int32_t items, index_t max_len = 12) {
-  ModelConfig c;
-  c.items = items;
-  c.d = 16;
-  c.heads = 2;
-  c.blocks = 2;
-  c.max_len = max_len;
-  c.ffn = 32;
-  c.controller.width = 8;
-  c.mapper.rank = 2;
-  c.mapper.code_width = 8;
-  c.mapper.structure_width = 4;
-  return c;
+  return fofa::testing::small_config({.items = items, .max_len = max_len});
 }
 
 // The same dimensions as a static SASRec: no controller, no mapper.
 inline ModelConfig small_static_config(std::int32_t items) {
-  ModelConfig c = small_config(items);
-  c.controller.enabled = false;
-  c.mapper.mode = MapperMode::off;
-  return c;
+  return fofa::testing::small_static_config({.items = items});
 }
 
 }  // namespace fofa::train::test
