@@ -355,9 +355,44 @@ Var unary(Tape<T>& t, Unary op, Var a) {
   return y;
 }
 
-// Inverted dropout with keep-mask drawn by `uniform01()` (p = 0: identity, no node).
-template <class T, class Uniform>
-Var dropout(Tape<T>& t, Var a, double p, Uniform&& uniform01) {
+namespace detail {
+// A 32-bit avalanche hash (lowbias32): every output bit depends on every input bit.
+inline std::uint32_t mix32(std::uint32_t x) {
+  x ^= x >> 16;
+  x *= 0x7feb352dU;
+  x ^= x >> 15;
+  x *= 0x846ca68bU;
+  x ^= x >> 16;
+  return x;
+}
+// Counter-based keep mask: element i is kept iff mix32(mix32(i ^ k0) + k1) >= threshold, so the
+// draws are independent per element and the loop vectorises (a serial RNG chain cost ~3 ns per
+// element). mask[i] = kept ? scale : 0, y[i] = a[i] * mask[i].
+template <class T>
+inline void dropout_forward(index_t n, std::uint32_t k0, std::uint32_t k1, std::uint32_t threshold, T scale,
+                            const T* __restrict a, T* __restrict y, T* __restrict mask) {
+  for (index_t i = 0; i < n; ++i) {
+    const std::uint32_t h = mix32(mix32(static_cast<std::uint32_t>(i) ^ k0) + k1);
+    mask[i] = h >= threshold ? scale : T(0);
+    y[i] = a[i] * mask[i];
+  }
+}
+FOFA_AUTOGRAD_CLONES inline void dropout_forward_f32(index_t n, std::uint32_t k0, std::uint32_t k1,
+                                                     std::uint32_t threshold, float scale, const float* a, float* y,
+                                                     float* mask) {
+  dropout_forward<float>(n, k0, k1, threshold, scale, a, y, mask);
+}
+// The keep threshold of dropout probability p in [0, 1): P(h >= threshold) = 1 - p to 2^-32.
+inline std::uint32_t dropout_threshold(double p) {
+  const double t = std::round(p * 4294967296.0);
+  return t >= 4294967295.0 ? 0xFFFFFFFFu : static_cast<std::uint32_t>(t);
+}
+}  // namespace detail
+
+// Inverted dropout (p = 0: identity, no node). The keep mask is a hash of (key, element index):
+// the same key gives the same mask, so callers draw one key per call from their seeded stream.
+template <class T>
+Var dropout(Tape<T>& t, Var a, double p, std::uint64_t key) {
   FOFA_CHECK(p >= 0.0 && p < 1.0, "dropout probability must be in [0, 1), got ", p);
   if (p == 0.0) return a;
   const index_t n = t.rows(a) * t.cols(a);
@@ -365,12 +400,11 @@ Var dropout(Tape<T>& t, Var a, double p, Uniform&& uniform01) {
   T* mask = t.scratch_uninit(n);
   const T keep_scale = T(1.0 / (1.0 - p));
   T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
-  // The draws first (a tight serial RNG loop), then a branch-free loop the compiler vectorises.
-  for (index_t i = 0; i < n; ++i) mask[i] = static_cast<T>(uniform01() >= p);  // no branch: the test is random
-  for (index_t i = 0; i < n; ++i) {
-    mask[i] *= keep_scale;
-    yv[i] = av[i] * mask[i];
-  }
+  const auto k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
+  if constexpr (std::is_same_v<T, float>)
+    detail::dropout_forward_f32(n, k0, k1, detail::dropout_threshold(p), keep_scale, av, yv, mask);
+  else
+    detail::dropout_forward<T>(n, k0, k1, detail::dropout_threshold(p), keep_scale, av, yv, mask);
   t.on_backward([=] {
     for (index_t i = 0; i < n; ++i) ag[i] += yg[i] * mask[i];
   });
@@ -407,6 +441,27 @@ Var concat_cols(Tape<T>& t, Var a, Var b) {
   t.on_backward([=] {
     for (index_t i = 0; i < na; ++i) ag[i] += yg[i];
     for (index_t i = 0; i < nb; ++i) bg[i] += yg[na + i];
+  });
+  return y;
+}
+
+// [n, C] from n row vectors [1, C] (the mapper codes of a batch of samples).
+template <class T>
+Var stack_rows(Tape<T>& t, std::span<const Var> rows) {
+  FOFA_CHECK(!rows.empty(), "stack_rows of no rows");
+  const index_t n = static_cast<index_t>(rows.size()), C = t.cols(rows[0]);
+  for (Var r : rows)
+    FOFA_CHECK(t.rows(r) == 1 && t.cols(r) == C, "stack_rows: row [", t.rows(r), ", ", t.cols(r), "] among rows of ", C);
+  Var y = t.make_output(n, C);
+  T *yv = t.value(y), *yg = t.grad(y);
+  std::vector<T*> grads(rows.size());
+  for (index_t i = 0; i < n; ++i) {
+    std::copy_n(t.value(rows[static_cast<std::size_t>(i)]), C, yv + i * C);
+    grads[static_cast<std::size_t>(i)] = t.grad(rows[static_cast<std::size_t>(i)]);
+  }
+  t.on_backward([=, grads = std::move(grads)] {
+    for (index_t i = 0; i < n; ++i)
+      for (index_t c = 0; c < C; ++c) grads[static_cast<std::size_t>(i)][c] += yg[i * C + c];
   });
   return y;
 }

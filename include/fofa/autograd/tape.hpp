@@ -325,6 +325,13 @@ class Tape {
     return Var{static_cast<int>(nodes_.size()) - 1};
   }
   Var param(const std::string& name) { return param(params_->find(name)); }
+  // A node over caller-owned value and gradient storage of rows * cols elements (e.g. part of a
+  // node of another tape): ops read the value there and ADD their gradient there.
+  Var alias(index_t rows, index_t cols, T* value, T* grad) {
+    FOFA_CHECK(rows >= 0 && cols >= 0 && value && grad, "alias needs storage for [", rows, ", ", cols, "]");
+    nodes_.push_back(Node{rows, cols, value, grad});
+    return Var{static_cast<int>(nodes_.size()) - 1};
+  }
   // A node sharing v's storage with a new [rows, cols] shape (row-major reshape).
   Var reshape(Var v, index_t rows, index_t cols) {
     Node n = node(v);

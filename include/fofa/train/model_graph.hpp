@@ -8,12 +8,16 @@
 // mixed as X = m_k * Block_k(X) + (1 - m_k) * X so the mask receives a gradient, BCE on rows
 // loss_begin.. with the given positive and negative items, and the sparsity and budget-hinge terms.
 // The low-rank correction is applied as x W1^T + (x U1) V1, the same product as
-// x (W1 + (U1 V1)^T)^T without materialising the user's matrix.
+// x (W1 + (U1 V1)^T)^T without materialising the user's matrix. backward_batch() is the trainer's
+// path: the same gradients for a group of samples, with the mapper heads run as one GEMM per head.
+// Dropout masks are hashes of keys drawn from a per-sample stream (dropout_seed), so both paths
+// draw the same masks.
 // forward_scores() is the evaluation path: deterministic mask pi > 0.5 with the budget rule of
 // DESIGN, no dropout, u = H_out[t - 1], logits <u, E[c]>.
 // Not supported in training (fofa::Error): padding "left_window" and the GRU extractor.
 #pragma once
 
+#include <array>
 #include <cmath>
 #include <span>
 #include <string>
@@ -103,52 +107,70 @@ class TrainableModel {
   // Records one sample's weighted loss on `tape` and returns it (a [1, 1] node).
   Var forward_loss(Tape<T>& tape, const TrainSample& s, const LossWeights& w, const TrainOptions& opt,
                    SampleStats* stats = nullptr) const {
-    const index_t t = static_cast<index_t>(s.input.size());
-    FOFA_CHECK(t >= 1 && t <= cfg_.max_len, "training sequence length ", t, " outside [1, ", cfg_.max_len, "]");
-    FOFA_CHECK(s.prefix >= 1 && s.prefix <= t, "session prefix t0 = ", s.prefix, " outside [1, ", t, "]");
-    FOFA_CHECK(s.loss_begin >= 0 && s.loss_begin < t, "loss_begin ", s.loss_begin, " outside [0, ", t, ")");
-    const index_t rows = t - s.loss_begin;
-    FOFA_CHECK(static_cast<index_t>(s.positives.size()) == rows, s.positives.size(), " positives for ", rows,
-               " loss rows");
-    FOFA_CHECK(!s.negatives.empty() && static_cast<index_t>(s.negatives.size()) % rows == 0, s.negatives.size(),
-               " negatives for ", rows, " loss rows");
-    Rng drop_rng(s.dropout_seed, 7);
-    auto uniform = [&drop_rng] { return drop_rng.uniform(); };
-
+    check_sample(s);
     Structure st = structure(tape, s.input, s.prefix, s.budget, s.noise, opt);
-    Var H = backbone(tape, st, opt.dropout, uniform);
-    Var U = autograd::slice_rows(tape, H, s.loss_begin, t);
-    Var pos_e = autograd::gather(tape, item_emb_, std::span<const std::int32_t>(s.positives));
-    Var pos = autograd::rowwise_dot(tape, U, pos_e);
-    Var loss = autograd::bce_with_logits_sum(tape, pos, T(1), static_cast<T>(w.positive));
-    const index_t per_row = static_cast<index_t>(s.negatives.size()) / rows;
-    for (index_t j = 0; j < per_row; ++j) {
-      std::vector<std::int32_t> ids(static_cast<std::size_t>(rows));
-      for (index_t r = 0; r < rows; ++r) ids[static_cast<std::size_t>(r)] = s.negatives[static_cast<std::size_t>(r * per_row + j)];
-      Var neg = autograd::rowwise_dot(tape, U, autograd::gather(tape, item_emb_, std::span<const std::int32_t>(ids)));
-      loss = autograd::add(tape, loss, autograd::bce_with_logits_sum(tape, neg, T(0), static_cast<T>(w.negative)));
-    }
+    generate(tape, st);
+    Rng drop_rng(s.dropout_seed, 7);
+    Var loss = sample_bce(tape, st, s, w, opt.dropout, drop_rng);
     const double bce = static_cast<double>(tape.scalar(loss));
-    double flops_fraction = 1.0;
-    if (cfg_.controller.enabled) {
-      // All blocks cost the same c_k, so sum_k c_k pi_k / sum_k c_k is the mean of pi.
-      const std::vector<T> uniform_cost(static_cast<std::size_t>(cfg_.blocks), T(1) / static_cast<T>(cfg_.blocks));
-      Var frac = autograd::weighted_sum(tape, st.pi, std::span<const T>(uniform_cost));
-      flops_fraction = static_cast<double>(tape.scalar(frac));
-      loss = autograd::add(tape, loss, autograd::scale(tape, frac, static_cast<T>(w.sparsity)));
-      Var over = autograd::relu_shifted(tape, frac, static_cast<T>(s.budget));
-      loss = autograd::add(tape, loss, autograd::scale(tape, over, static_cast<T>(w.hinge)));
-    }
-    if (stats) {
-      stats->loss = static_cast<double>(tape.scalar(loss));
-      stats->bce = bce;
-      stats->flops_fraction = flops_fraction;
-      stats->mask.assign(st.mask_values.begin(), st.mask_values.end());
-      stats->pi.clear();
-      if (st.pi.valid())
-        for (index_t k = 0; k < cfg_.blocks; ++k) stats->pi.push_back(static_cast<double>(tape.value(st.pi)[k]));
-    }
+    const Aux aux = aux_loss(tape, st, s, w);
+    if (aux.loss.valid()) loss = autograd::add(tape, loss, aux.loss);
+    if (stats) fill_stats(tape, st, static_cast<double>(tape.scalar(loss)), bce, aux.flops_fraction, *stats);
     return loss;
+  }
+
+  // The gradient of sum_i forward_loss(samples[i]) added into the GradSet both tapes share, in two
+  // stages: `outer` records every sample's X0, controller and mapper code, then the mapper heads
+  // of all samples at once (Q = the stacked codes [S, q_w]; U = Q A^T + a is one GEMM per head,
+  // and its backward dA = dU^T Q another, instead of one GEMV and one outer product per sample
+  // over megabytes of head weights); `inner` records and back-propagates one sample's backbone
+  // and BCE at a time on nodes aliasing the outer ones, so their gradients accumulate there; the
+  // outer tape's backward then finishes the structure. The same gradient as forward_loss per
+  // sample up to float summation order. Returns the sum of the samples' losses; `stats` (when
+  // given) receives one entry per sample.
+  double backward_batch(Tape<T>& outer, Tape<T>& inner, std::span<const TrainSample> samples, const LossWeights& w,
+                        const TrainOptions& opt, std::vector<SampleStats>* stats = nullptr) const {
+    const std::size_t S = samples.size();
+    outer.reset();
+    std::vector<Structure> sts;
+    sts.reserve(S);
+    std::vector<double> aux_values(S, 0.0), flops(S, 1.0);
+    Var aux_total;
+    for (std::size_t i = 0; i < S; ++i) {
+      const TrainSample& s = samples[i];
+      check_sample(s);
+      sts.push_back(structure(outer, s.input, s.prefix, s.budget, s.noise, opt));
+      const Aux aux = aux_loss(outer, sts[i], s, w);
+      flops[i] = aux.flops_fraction;
+      if (aux.loss.valid()) {
+        aux_values[i] = static_cast<double>(outer.scalar(aux.loss));
+        aux_total = aux_total.valid() ? autograd::add(outer, aux_total, aux.loss) : aux.loss;
+      }
+    }
+    generate_batch(outer, sts);
+    if (stats) stats->resize(S);
+    double total = 0;
+    for (std::size_t i = 0; i < S; ++i) {
+      const TrainSample& s = samples[i];
+      inner.reset();
+      Structure in;
+      in.x0 = import(inner, outer, sts[i].x0);
+      if (sts[i].mask.valid()) in.mask = import(inner, outer, sts[i].mask);
+      in.mask_values = sts[i].mask_values;
+      for (const Generated& g : sts[i].gen)
+        in.gen.push_back({import(inner, outer, g.w1), import(inner, outer, g.w2), import(inner, outer, g.gate)});
+      Rng drop_rng(s.dropout_seed, 7);
+      Var loss = sample_bce(inner, in, s, w, opt.dropout, drop_rng);
+      const double bce = static_cast<double>(inner.scalar(loss));
+      inner.backward(loss);
+      total += bce + aux_values[i];
+      if (stats) fill_stats(outer, sts[i], bce + aux_values[i], bce, flops[i], (*stats)[i]);
+    }
+    inner.reset();
+    if (!aux_total.valid()) aux_total = outer.make(1, 1);  // no structure loss: a zero root
+    outer.backward(aux_total);
+    outer.reset();
+    return total;
   }
 
   // Evaluation: logits of `candidates` after `history` (newest max_len items), deterministic mask.
@@ -165,7 +187,8 @@ class TrainableModel {
     Structure st = structure(tape, std::vector<std::int32_t>(history.begin(), history.end()), t, budget, {}, opt,
                              /*deterministic=*/true);
     if (kept) kept->assign(st.mask_values.begin(), st.mask_values.end());
-    Var H = backbone(tape, st, 0.0, [] { return 1.0; }, /*skip_dropped=*/true);
+    generate(tape, st);
+    Var H = backbone(tape, st, 0.0, nullptr, /*skip_dropped=*/true);
     const T* u = tape.value(H) + (t - 1) * cfg_.d;
     const auto& E = params_[item_emb_].value;
     std::vector<float> out(candidates.size());
@@ -179,13 +202,132 @@ class TrainableModel {
   }
 
  private:
+  // The mapper's output for one block: w1 = U1 [d, r] (full: W1 [f, d]), w2 = U2 [f, r] (full:
+  // W2 [d, f]), gate = G q [1, d] before the tanh.
+  struct Generated {
+    Var w1, w2, gate;
+  };
   struct Structure {
     Var x0;                           // [t, d]
     Var mask;                         // [1, L] (invalid when the controller is off)
     Var pi;                           // [1, L] sigmoid(alpha)
     Var code;                         // [1, dz + ds] mapper code q (invalid when off)
     std::vector<T> mask_values;
+    std::vector<Generated> gen;       // per block when the mapper is on (generate / generate_batch)
   };
+  struct Aux {
+    Var loss;  // sparsity + budget hinge, invalid without a controller
+    double flops_fraction = 1.0;
+  };
+
+  void check_sample(const TrainSample& s) const {
+    const index_t t = static_cast<index_t>(s.input.size());
+    FOFA_CHECK(t >= 1 && t <= cfg_.max_len, "training sequence length ", t, " outside [1, ", cfg_.max_len, "]");
+    FOFA_CHECK(s.prefix >= 1 && s.prefix <= t, "session prefix t0 = ", s.prefix, " outside [1, ", t, "]");
+    FOFA_CHECK(s.loss_begin >= 0 && s.loss_begin < t, "loss_begin ", s.loss_begin, " outside [0, ", t, ")");
+    const index_t rows = t - s.loss_begin;
+    FOFA_CHECK(static_cast<index_t>(s.positives.size()) == rows, s.positives.size(), " positives for ", rows,
+               " loss rows");
+    FOFA_CHECK(!s.negatives.empty() && static_cast<index_t>(s.negatives.size()) % rows == 0, s.negatives.size(),
+               " negatives for ", rows, " loss rows");
+  }
+
+  // A node of `to` over the value and gradient storage of node v of `from`.
+  static Var import(Tape<T>& to, Tape<T>& from, Var v) {
+    return to.alias(from.rows(v), from.cols(v), from.value(v), from.grad(v));
+  }
+
+  // Backbone on st.x0 and the weighted BCE of the sample's positive and negative logits.
+  Var sample_bce(Tape<T>& tape, const Structure& st, const TrainSample& s, const LossWeights& w, double rate,
+                 Rng& drop) const {
+    const index_t t = static_cast<index_t>(s.input.size());
+    const index_t rows = t - s.loss_begin;
+    Var H = backbone(tape, st, rate, &drop);
+    Var U = autograd::slice_rows(tape, H, s.loss_begin, t);
+    Var pos_e = autograd::gather(tape, item_emb_, std::span<const std::int32_t>(s.positives));
+    Var pos = autograd::rowwise_dot(tape, U, pos_e);
+    Var loss = autograd::bce_with_logits_sum(tape, pos, T(1), static_cast<T>(w.positive));
+    const index_t per_row = static_cast<index_t>(s.negatives.size()) / rows;
+    std::vector<std::int32_t> ids(static_cast<std::size_t>(rows));
+    for (index_t j = 0; j < per_row; ++j) {
+      for (index_t r = 0; r < rows; ++r) ids[static_cast<std::size_t>(r)] = s.negatives[static_cast<std::size_t>(r * per_row + j)];
+      Var neg = autograd::rowwise_dot(tape, U, autograd::gather(tape, item_emb_, std::span<const std::int32_t>(ids)));
+      loss = autograd::add(tape, loss, autograd::bce_with_logits_sum(tape, neg, T(0), static_cast<T>(w.negative)));
+    }
+    return loss;
+  }
+
+  // lambda/B * flops fraction + mu/B * relu(flops fraction - b) on st.pi (controller only).
+  Aux aux_loss(Tape<T>& tape, const Structure& st, const TrainSample& s, const LossWeights& w) const {
+    Aux a;
+    if (!cfg_.controller.enabled) return a;
+    // All blocks cost the same c_k, so sum_k c_k pi_k / sum_k c_k is the mean of pi.
+    const std::vector<T> uniform_cost(static_cast<std::size_t>(cfg_.blocks), T(1) / static_cast<T>(cfg_.blocks));
+    Var frac = autograd::weighted_sum(tape, st.pi, std::span<const T>(uniform_cost));
+    a.flops_fraction = static_cast<double>(tape.scalar(frac));
+    Var over = autograd::relu_shifted(tape, frac, static_cast<T>(s.budget));
+    a.loss = autograd::add(tape, autograd::scale(tape, frac, static_cast<T>(w.sparsity)),
+                           autograd::scale(tape, over, static_cast<T>(w.hinge)));
+    return a;
+  }
+
+  void fill_stats(Tape<T>& tape, const Structure& st, double loss, double bce, double flops_fraction,
+                  SampleStats& out) const {
+    out.loss = loss;
+    out.bce = bce;
+    out.flops_fraction = flops_fraction;
+    out.mask.assign(st.mask_values.begin(), st.mask_values.end());
+    out.pi.clear();
+    if (st.pi.valid())
+      for (index_t k = 0; k < cfg_.blocks; ++k) out.pi.push_back(static_cast<double>(tape.value(st.pi)[k]));
+  }
+
+  // The mapper heads of one sample: st.gen from st.code on the same tape.
+  void generate(Tape<T>& tape, Structure& st) const {
+    if (!cfg_.mapper_on()) return;
+    st.gen.clear();
+    for (index_t k = 0; k < cfg_.blocks; ++k) {
+      auto head = [&](const char* which, index_t rows, index_t cols) {
+        return tape.reshape(autograd::linear(tape, st.code, p(tape, mapper_head_name(k, (std::string(which) + ".weight").c_str())),
+                                             p(tape, mapper_head_name(k, (std::string(which) + ".bias").c_str()))),
+                            rows, cols);
+      };
+      const auto [r1, c1, r2, c2] = head_shapes();
+      st.gen.push_back({head("a1", r1, c1), head("a2", r2, c2),
+                        autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "g.weight")))});
+    }
+  }
+
+  // The mapper heads of every sample at once: one [S, *] product per head from the stacked codes;
+  // sts[i].gen holds row views of the products.
+  void generate_batch(Tape<T>& tape, std::vector<Structure>& sts) const {
+    if (!cfg_.mapper_on() || sts.empty()) return;
+    std::vector<Var> codes;
+    for (const Structure& st : sts) codes.push_back(st.code);
+    Var Q = autograd::stack_rows(tape, std::span<const Var>(codes));
+    const auto [r1, c1, r2, c2] = head_shapes();
+    for (Structure& st : sts) st.gen.assign(static_cast<std::size_t>(cfg_.blocks), Generated{});
+    for (index_t k = 0; k < cfg_.blocks; ++k) {
+      Var A1 = autograd::linear(tape, Q, p(tape, mapper_head_name(k, "a1.weight")), p(tape, mapper_head_name(k, "a1.bias")));
+      Var A2 = autograd::linear(tape, Q, p(tape, mapper_head_name(k, "a2.weight")), p(tape, mapper_head_name(k, "a2.bias")));
+      Var G = autograd::linear(tape, Q, p(tape, mapper_head_name(k, "g.weight")));
+      for (std::size_t i = 0; i < sts.size(); ++i) {
+        const auto row = static_cast<index_t>(i);
+        auto view = [&](Var m, index_t rows, index_t cols) {
+          const index_t n = tape.cols(m);
+          return tape.alias(rows, cols, tape.value(m) + row * n, tape.grad(m) + row * n);
+        };
+        sts[i].gen[static_cast<std::size_t>(k)] = {view(A1, r1, c1), view(A2, r2, c2), view(G, 1, cfg_.d)};
+      }
+    }
+  }
+
+  // Shapes of the generated w1 and w2 of one block: U1 [d, r], U2 [f, r] (full: W1 [f, d], W2 [d, f]).
+  std::array<index_t, 4> head_shapes() const {
+    const index_t d = cfg_.d, f = cfg_.ffn;
+    if (cfg_.mapper.mode == MapperMode::full) return {f, d, d, f};
+    return {d, cfg_.mapper.rank, f, cfg_.mapper.rank};
+  }
 
   Var p(Tape<T>& tape, const std::string& name) const { return tape.param(params_.find(name)); }
   Var pb(Tape<T>& tape, index_t k, const char* rest) const { return p(tape, block_name(k, rest)); }
@@ -254,68 +396,56 @@ class TrainableModel {
     return st;
   }
 
-  template <class Uniform>
-  Var dropout(Tape<T>& tape, Var x, double rate, Uniform& u) const {
-    return autograd::dropout(tape, x, rate, u);
+  // Dropout with the next key of the sample's stream (rate 0: identity, no key drawn).
+  static Var dropout(Tape<T>& tape, Var x, double rate, Rng* drop) {
+    if (rate == 0.0) return x;
+    return autograd::dropout(tape, x, rate, drop->next());
   }
 
   // FFN with the user's weights: act(x W1u^T + b1) W2u^T + b2, gated by g when the mapper is on.
-  template <class Uniform>
-  Var ffn(Tape<T>& tape, const Structure& st, index_t k, Var x, double rate, Uniform& u) const {
-    const index_t d = cfg_.d, f = cfg_.ffn;
+  Var ffn(Tape<T>& tape, const Structure& st, index_t k, Var x, double rate, Rng* drop) const {
+    const index_t d = cfg_.d;
     const auto act = cfg_.activation == Activation::gelu ? autograd::Unary::gelu : autograd::Unary::relu;
     const bool mapper = cfg_.mapper_on();
     const bool full = cfg_.mapper.mode == MapperMode::full;
+    const Generated* gen = mapper ? &st.gen[static_cast<std::size_t>(k)] : nullptr;
     Var h;
     if (mapper && full) {
-      Var w1 = tape.reshape(autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "a1.weight")),
-                                             p(tape, mapper_head_name(k, "a1.bias"))), f, d);
-      h = autograd::linear(tape, x, w1, pb(tape, k, "ffn.w1.bias"));
+      h = autograd::linear(tape, x, gen->w1, pb(tape, k, "ffn.w1.bias"));
     } else {
       h = autograd::linear(tape, x, pb(tape, k, "ffn.w1.weight"), pb(tape, k, "ffn.w1.bias"));
-      if (mapper) {
-        const index_t r = cfg_.mapper.rank;
-        Var U1 = tape.reshape(autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "a1.weight")),
-                                               p(tape, mapper_head_name(k, "a1.bias"))), d, r);
-        h = autograd::add(tape, h, autograd::matmul(tape, autograd::matmul(tape, x, U1), p(tape, mapper_head_name(k, "v1"))));
-      }
+      if (mapper)
+        h = autograd::add(tape, h, autograd::matmul(tape, autograd::matmul(tape, x, gen->w1), p(tape, mapper_head_name(k, "v1"))));
     }
-    h = dropout(tape, autograd::unary(tape, act, h), rate, u);
+    h = dropout(tape, autograd::unary(tape, act, h), rate, drop);
     Var y;
     if (mapper && full) {
-      Var w2 = tape.reshape(autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "a2.weight")),
-                                             p(tape, mapper_head_name(k, "a2.bias"))), d, f);
-      y = autograd::linear(tape, h, w2, pb(tape, k, "ffn.w2.bias"));
+      y = autograd::linear(tape, h, gen->w2, pb(tape, k, "ffn.w2.bias"));
     } else {
       y = autograd::linear(tape, h, pb(tape, k, "ffn.w2.weight"), pb(tape, k, "ffn.w2.bias"));
-      if (mapper) {
-        const index_t r = cfg_.mapper.rank;
-        Var U2 = tape.reshape(autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "a2.weight")),
-                                               p(tape, mapper_head_name(k, "a2.bias"))), f, r);
-        y = autograd::add(tape, y, autograd::matmul(tape, autograd::matmul(tape, h, U2), p(tape, mapper_head_name(k, "v2"))));
-      }
+      if (mapper)
+        y = autograd::add(tape, y, autograd::matmul(tape, autograd::matmul(tape, h, gen->w2), p(tape, mapper_head_name(k, "v2"))));
     }
     if (mapper) {
-      Var g = autograd::unary(tape, autograd::Unary::tanh, autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "g.weight"))));
+      Var g = autograd::unary(tape, autograd::Unary::tanh, gen->gate);
       const std::vector<T> one(static_cast<std::size_t>(d), T(1));
       y = autograd::mul_row(tape, y, autograd::add(tape, g, tape.constant(1, d, one.data())));
     }
-    return dropout(tape, y, rate, u);
+    return dropout(tape, y, rate, drop);
   }
 
-  template <class Uniform>
-  Var attention(Tape<T>& tape, index_t k, Var q_in, Var kv_in, double rate, Uniform& u) const {
+  Var attention(Tape<T>& tape, index_t k, Var q_in, Var kv_in, double rate, Rng* drop) const {
     Var q = autograd::linear(tape, q_in, pb(tape, k, "attn.q.weight"), pb(tape, k, "attn.q.bias"));
     Var kk = autograd::linear(tape, kv_in, pb(tape, k, "attn.k.weight"), pb(tape, k, "attn.k.bias"));
     Var v = autograd::linear(tape, kv_in, pb(tape, k, "attn.v.weight"), pb(tape, k, "attn.v.bias"));
     Var a = autograd::causal_attention(tape, q, kk, v, cfg_.heads);
-    return dropout(tape, autograd::linear(tape, a, pb(tape, k, "attn.out.weight"), pb(tape, k, "attn.out.bias")), rate, u);
+    return dropout(tape, autograd::linear(tape, a, pb(tape, k, "attn.out.weight"), pb(tape, k, "attn.out.bias")), rate, drop);
   }
 
-  template <class Uniform>
-  Var backbone(Tape<T>& tape, const Structure& st, double rate, Uniform&& u, bool skip_dropped = false) const {
+  // drop: the sample's dropout key stream (nullptr when rate = 0).
+  Var backbone(Tape<T>& tape, const Structure& st, double rate, Rng* drop, bool skip_dropped = false) const {
     const T eps = static_cast<T>(cfg_.eps);
-    Var X = dropout(tape, st.x0, rate, u);
+    Var X = dropout(tape, st.x0, rate, drop);
     for (index_t k = 0; k < cfg_.blocks; ++k) {
       // Evaluation needs no mask gradient, so a dropped block is not computed at all.
       if (skip_dropped && cfg_.controller.enabled && st.mask_values[static_cast<std::size_t>(k)] == T(0)) continue;
@@ -326,16 +456,16 @@ class TrainableModel {
       Var out;
       if (cfg_.norm == Norm::pre) {
         Var l1 = ln(X, "ln1");
-        Var A = autograd::add(tape, X, attention(tape, k, l1, l1, rate, u));
-        out = autograd::add(tape, A, ffn(tape, st, k, ln(A, "ln2"), rate, u));
+        Var A = autograd::add(tape, X, attention(tape, k, l1, l1, rate, drop));
+        out = autograd::add(tape, A, ffn(tape, st, k, ln(A, "ln2"), rate, drop));
       } else if (cfg_.norm == Norm::query_only) {
         Var Q = ln(X, "ln1");
-        Var A = autograd::add(tape, Q, attention(tape, k, Q, X, rate, u));
+        Var A = autograd::add(tape, Q, attention(tape, k, Q, X, rate, drop));
         Var B = ln(A, "ln2");
-        out = autograd::add(tape, B, ffn(tape, st, k, B, rate, u));
+        out = autograd::add(tape, B, ffn(tape, st, k, B, rate, drop));
       } else {
-        Var A = ln(autograd::add(tape, X, attention(tape, k, X, X, rate, u)), "ln1");
-        out = ln(autograd::add(tape, A, ffn(tape, st, k, A, rate, u)), "ln2");
+        Var A = ln(autograd::add(tape, X, attention(tape, k, X, X, rate, drop)), "ln1");
+        out = ln(autograd::add(tape, A, ffn(tape, st, k, A, rate, drop)), "ln2");
       }
       X = cfg_.controller.enabled ? autograd::select_blend(tape, st.mask, k, out, X) : out;
     }

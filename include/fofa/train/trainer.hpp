@@ -2,9 +2,9 @@
 //
 // Trainer draws every random quantity of a step (user order, session start t0, negatives, budget,
 // Gumbel noise, dropout seed) in the calling thread from streams derived from (seed, epoch, user),
-// then splits the batch into one contiguous chunk per thread; each thread records and
-// back-propagates its samples on its own Tape and GradSet, and the chunks' gradients are summed in
-// thread order. So a run is deterministic for a given seed and thread count, and resuming from an
+// then splits the batch into one contiguous chunk per thread; each thread back-propagates its
+// samples in groups of kMapperGroup (TrainableModel::backward_batch) on its own two Tapes and
+// GradSet, and the chunks' gradients are summed in thread order. So a run is deterministic for a given seed and thread count, and resuming from an
 // end-of-epoch checkpoint reproduces the uninterrupted run bit for bit.
 // Each epoch ends with validation (NDCG@10, SPEC 7 sampled protocol) and early stopping; the best
 // weights are kept. Checkpoints are .fofa files (weights, Adam moments, best weights, progress in
@@ -111,8 +111,10 @@ class Trainer {
     }
     for (int t = 0; t < opt_.threads; ++t) grads_.emplace_back(model_.params());
     // Tapes live as long as the trainer so their arenas are reused by every step.
-    for (int t = 0; t < opt_.threads; ++t) {
-      tapes_.push_back(std::make_unique<autograd::Tape<float>>(model_.params(), grads_[static_cast<std::size_t>(t)]));
+    // Two per thread: the outer one (structure and batched mapper heads) and the inner one
+    // (one sample's backbone at a time) of TrainableModel::backward_batch.
+    for (int t = 0; t < 2 * opt_.threads; ++t) {
+      tapes_.push_back(std::make_unique<autograd::Tape<float>>(model_.params(), grads_[static_cast<std::size_t>(t / 2)]));
       tapes_.back()->cache_packed_weights(true);  // invalidated at the start of every step()
     }
     best_ = snapshot();
@@ -231,15 +233,17 @@ class Trainer {
     parallel(nt, [&](std::size_t t) {
       if (t > 0 || !grads0_zero_) grads_[t].zero();  // grads_[0] was zeroed by the last step's workers
       if (t == 0) grads0_zero_ = false;
-      autograd::Tape<float>& tape = *tapes_[t];
-      tape.reset();
-      SampleStats st;
-      for (std::size_t i = t * chunk; i < std::min(samples.size(), (t + 1) * chunk); ++i) {
-        autograd::Var l = model_.forward_loss(tape, samples[i], w, topt, &st);
-        tape.backward(l);
-        tape.reset();
-        acc[t].loss += st.loss;
-        acc[t].flops += st.flops_fraction;
+      autograd::Tape<float>& outer = *tapes_[2 * t];
+      autograd::Tape<float>& inner = *tapes_[2 * t + 1];
+      std::vector<SampleStats> st;
+      const std::size_t end = std::min(samples.size(), (t + 1) * chunk);
+      for (std::size_t b = t * chunk; b < end; b += kMapperGroup) {
+        const std::size_t n = std::min(kMapperGroup, end - b);
+        model_.backward_batch(outer, inner, std::span<const TrainSample>(samples.data() + b, n), w, topt, &st);
+        for (const SampleStats& x : st) {
+          acc[t].loss += x.loss;
+          acc[t].flops += x.flops_fraction;
+        }
       }
     });
     double total = 0, frac = 0;
@@ -359,6 +363,11 @@ class Trainer {
     int i = 0;
     for (auto& p : model_.params()) p.value = s[static_cast<std::size_t>(i++)];
   }
+
+  // Samples whose mapper heads run as one batch (TrainableModel::backward_batch): the head weights
+  // (~5 MB for the SPEC default) are read once per group instead of once per sample, while the
+  // group's generated weights (~0.2 MB per sample) stay in the last-level cache.
+  static constexpr std::size_t kMapperGroup = 32;
 
   int reduce_workers() const { return opt_.reduce_threads > 0 ? opt_.reduce_threads : opt_.threads; }
 
