@@ -4,11 +4,13 @@
 // step matches bench/train/compare_torch.py. Prints one JSON object; cpu_seconds_per_step_threads_N
 // is the process CPU time (getrusage) per timed step, to tell scaling from contention on a loaded
 // machine (2 threads with perfect scaling: same CPU per step as 1 thread, half the wall time).
-//   fofa-bench-train [--steps N] [--system forward_ofa|static]
+//   fofa-bench-train [--steps N] [--system forward_ofa|static] [--threads N]   (--threads: only that
+//   count, for profiling; default 1 and 2)
 #include <chrono>
 #include <cstring>
 #include <iostream>
 #include <string>
+#include <vector>
 
 #include <sys/resource.h>
 
@@ -28,9 +30,11 @@ static double cpu_seconds() {
 int main(int argc, char** argv) {
   int steps = 5;
   std::string system = "forward_ofa";
+  std::vector<int> thread_counts = {1, 2};
   for (int i = 1; i + 1 < argc; i += 2) {
     if (!std::strcmp(argv[i], "--steps")) steps = std::stoi(argv[i + 1]);
     else if (!std::strcmp(argv[i], "--system")) system = argv[i + 1];
+    else if (!std::strcmp(argv[i], "--threads")) thread_counts = {std::stoi(argv[i + 1])};
   }
   ModelConfig cfg;
   cfg.items = 23715;
@@ -42,7 +46,7 @@ int main(int argc, char** argv) {
   const auto syn = make_synthetic({.items = 23715, .users = 2048, .min_length = 53, .max_length = 53, .seed = 3});
   const SplitData data = split_leave_one_out(syn.data);
   nlohmann::json out = {{"system", system}, {"batch", 128}, {"rows_per_sequence", 50}, {"steps", steps}};
-  for (int threads : {1, 2}) {
+  for (int threads : thread_counts) {
     TrainerOptions opt;
     opt.threads = threads;
     opt.dropout = 0.2;

@@ -357,12 +357,23 @@ class Tape {
   }
 
   void on_backward(std::function<void()> f) { backward_.push_back(std::move(f)); }
+  // The number of backward closures recorded so far (a position for skip_backward()).
+  std::size_t closures() const { return backward_.size(); }
+  // Drops the closures recorded in [begin, end). Exact when the gradient reaching the nodes they
+  // back-propagate is known to be zero (every backward is linear in its output gradient): e.g. a
+  // block whose output the mask multiplies by 0.
+  void skip_backward(std::size_t begin, std::size_t end) {
+    FOFA_CHECK(begin <= end && end <= backward_.size(), "skip_backward [", begin, ", ", end, ") of ",
+               backward_.size(), " closures");
+    for (std::size_t i = begin; i < end; ++i) backward_[i] = nullptr;
+  }
   // Seeds d(out)/d(out) = seed and runs every recorded backward closure in reverse order.
   void backward(Var out, T seed = T(1)) {
     FOFA_CHECK(rows(out) * cols(out) == 1, "backward() needs a scalar output, got [", rows(out), ", ", cols(out),
                "]");
     grad(out)[0] += seed;
-    for (auto it = backward_.rbegin(); it != backward_.rend(); ++it) (*it)();
+    for (auto it = backward_.rbegin(); it != backward_.rend(); ++it)
+      if (*it) (*it)();
   }
   // Forgets all nodes (parameter gradients stay in the GradSet).
   void reset() {

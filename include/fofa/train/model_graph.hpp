@@ -77,6 +77,7 @@ class TrainableModel {
                "training supports the mean controller extractor only (gru is inference-only for now)");
     for (const TensorSpec& s : expected_tensors(cfg)) params_.add(s.name, s.shape, s.name == "item_emb.weight");
     item_emb_ = params_.find("item_emb.weight");
+    index_block_params();
   }
 
   // Seeded initialisation (model/init.hpp: the same init the inference tests use).
@@ -287,14 +288,12 @@ class TrainableModel {
     if (!cfg_.mapper_on()) return;
     st.gen.clear();
     for (index_t k = 0; k < cfg_.blocks; ++k) {
-      auto head = [&](const char* which, index_t rows, index_t cols) {
-        return tape.reshape(autograd::linear(tape, st.code, p(tape, mapper_head_name(k, (std::string(which) + ".weight").c_str())),
-                                             p(tape, mapper_head_name(k, (std::string(which) + ".bias").c_str()))),
-                            rows, cols);
+      auto head = [&](Slot w, Slot b, index_t rows, index_t cols) {
+        return tape.reshape(autograd::linear(tape, st.code, pb(tape, k, w), pb(tape, k, b)), rows, cols);
       };
       const auto [r1, c1, r2, c2] = head_shapes();
-      st.gen.push_back({head("a1", r1, c1), head("a2", r2, c2),
-                        autograd::linear(tape, st.code, p(tape, mapper_head_name(k, "g.weight")))});
+      st.gen.push_back({head(Slot::a1_w, Slot::a1_b, r1, c1), head(Slot::a2_w, Slot::a2_b, r2, c2),
+                        autograd::linear(tape, st.code, pb(tape, k, Slot::g_w))});
     }
   }
 
@@ -308,9 +307,9 @@ class TrainableModel {
     const auto [r1, c1, r2, c2] = head_shapes();
     for (Structure& st : sts) st.gen.assign(static_cast<std::size_t>(cfg_.blocks), Generated{});
     for (index_t k = 0; k < cfg_.blocks; ++k) {
-      Var A1 = autograd::linear(tape, Q, p(tape, mapper_head_name(k, "a1.weight")), p(tape, mapper_head_name(k, "a1.bias")));
-      Var A2 = autograd::linear(tape, Q, p(tape, mapper_head_name(k, "a2.weight")), p(tape, mapper_head_name(k, "a2.bias")));
-      Var G = autograd::linear(tape, Q, p(tape, mapper_head_name(k, "g.weight")));
+      Var A1 = autograd::linear(tape, Q, pb(tape, k, Slot::a1_w), pb(tape, k, Slot::a1_b));
+      Var A2 = autograd::linear(tape, Q, pb(tape, k, Slot::a2_w), pb(tape, k, Slot::a2_b));
+      Var G = autograd::linear(tape, Q, pb(tape, k, Slot::g_w));
       for (std::size_t i = 0; i < sts.size(); ++i) {
         const auto row = static_cast<index_t>(i);
         auto view = [&](Var m, index_t rows, index_t cols) {
@@ -330,7 +329,31 @@ class TrainableModel {
   }
 
   Var p(Tape<T>& tape, const std::string& name) const { return tape.param(params_.find(name)); }
-  Var pb(Tape<T>& tape, index_t k, const char* rest) const { return p(tape, block_name(k, rest)); }
+  // Per-block parameters by slot: indices looked up once (a name lookup per op and sample showed in
+  // the profile).
+  enum class Slot { ln1_w, ln1_b, q_w, q_b, k_w, k_b, v_w, v_b, out_w, out_b, ln2_w, ln2_b, w1_w, w1_b, w2_w, w2_b,
+                    a1_w, a1_b, a2_w, a2_b, v1, v2, g_w, count };
+  void index_block_params() {
+    static constexpr const char* block_rest[] = {"ln1.weight", "ln1.bias", "attn.q.weight", "attn.q.bias",
+                                                 "attn.k.weight", "attn.k.bias", "attn.v.weight", "attn.v.bias",
+                                                 "attn.out.weight", "attn.out.bias", "ln2.weight", "ln2.bias",
+                                                 "ffn.w1.weight", "ffn.w1.bias", "ffn.w2.weight", "ffn.w2.bias"};
+    static constexpr const char* head_rest[] = {"a1.weight", "a1.bias", "a2.weight", "a2.bias", "v1", "v2", "g.weight"};
+    constexpr int nb = static_cast<int>(std::size(block_rest));
+    block_params_.assign(static_cast<std::size_t>(cfg_.blocks), {});
+    for (index_t k = 0; k < cfg_.blocks; ++k) {
+      auto& slots = block_params_[static_cast<std::size_t>(k)];
+      for (int i = 0; i < static_cast<int>(Slot::count); ++i) {
+        const std::string name = i < nb ? block_name(k, block_rest[i]) : mapper_head_name(k, head_rest[i - nb]);
+        slots[static_cast<std::size_t>(i)] = params_.contains(name) ? params_.find(name) : -1;
+      }
+    }
+  }
+  Var pb(Tape<T>& tape, index_t k, Slot s) const {
+    const int i = block_params_[static_cast<std::size_t>(k)][static_cast<std::size_t>(s)];
+    FOFA_CHECK(i >= 0, "block ", k, " has no parameter in slot ", static_cast<int>(s));
+    return tape.param(i);
+  }
 
   // X0, the controller's mask and the mapper's code from the first `prefix` rows.
   Structure structure(Tape<T>& tape, const std::vector<std::int32_t>& input, index_t prefix, double budget,
@@ -411,20 +434,20 @@ class TrainableModel {
     const Generated* gen = mapper ? &st.gen[static_cast<std::size_t>(k)] : nullptr;
     Var h;
     if (mapper && full) {
-      h = autograd::linear(tape, x, gen->w1, pb(tape, k, "ffn.w1.bias"));
+      h = autograd::linear(tape, x, gen->w1, pb(tape, k, Slot::w1_b));
     } else {
-      h = autograd::linear(tape, x, pb(tape, k, "ffn.w1.weight"), pb(tape, k, "ffn.w1.bias"));
+      h = autograd::linear(tape, x, pb(tape, k, Slot::w1_w), pb(tape, k, Slot::w1_b));
       if (mapper)
-        h = autograd::add(tape, h, autograd::matmul(tape, autograd::matmul(tape, x, gen->w1), p(tape, mapper_head_name(k, "v1"))));
+        h = autograd::add(tape, h, autograd::matmul(tape, autograd::matmul(tape, x, gen->w1), pb(tape, k, Slot::v1)));
     }
     h = dropout(tape, autograd::unary(tape, act, h), rate, drop);
     Var y;
     if (mapper && full) {
-      y = autograd::linear(tape, h, gen->w2, pb(tape, k, "ffn.w2.bias"));
+      y = autograd::linear(tape, h, gen->w2, pb(tape, k, Slot::w2_b));
     } else {
-      y = autograd::linear(tape, h, pb(tape, k, "ffn.w2.weight"), pb(tape, k, "ffn.w2.bias"));
+      y = autograd::linear(tape, h, pb(tape, k, Slot::w2_w), pb(tape, k, Slot::w2_b));
       if (mapper)
-        y = autograd::add(tape, y, autograd::matmul(tape, autograd::matmul(tape, h, gen->w2), p(tape, mapper_head_name(k, "v2"))));
+        y = autograd::add(tape, y, autograd::matmul(tape, autograd::matmul(tape, h, gen->w2), pb(tape, k, Slot::v2)));
     }
     if (mapper) {
       Var g = autograd::unary(tape, autograd::Unary::tanh, gen->gate);
@@ -435,11 +458,11 @@ class TrainableModel {
   }
 
   Var attention(Tape<T>& tape, index_t k, Var q_in, Var kv_in, double rate, Rng* drop) const {
-    Var q = autograd::linear(tape, q_in, pb(tape, k, "attn.q.weight"), pb(tape, k, "attn.q.bias"));
-    Var kk = autograd::linear(tape, kv_in, pb(tape, k, "attn.k.weight"), pb(tape, k, "attn.k.bias"));
-    Var v = autograd::linear(tape, kv_in, pb(tape, k, "attn.v.weight"), pb(tape, k, "attn.v.bias"));
+    Var q = autograd::linear(tape, q_in, pb(tape, k, Slot::q_w), pb(tape, k, Slot::q_b));
+    Var kk = autograd::linear(tape, kv_in, pb(tape, k, Slot::k_w), pb(tape, k, Slot::k_b));
+    Var v = autograd::linear(tape, kv_in, pb(tape, k, Slot::v_w), pb(tape, k, Slot::v_b));
     Var a = autograd::causal_attention(tape, q, kk, v, cfg_.heads);
-    return dropout(tape, autograd::linear(tape, a, pb(tape, k, "attn.out.weight"), pb(tape, k, "attn.out.bias")), rate, drop);
+    return dropout(tape, autograd::linear(tape, a, pb(tape, k, Slot::out_w), pb(tape, k, Slot::out_b)), rate, drop);
   }
 
   // drop: the sample's dropout key stream (nullptr when rate = 0).
@@ -448,25 +471,30 @@ class TrainableModel {
     Var X = dropout(tape, st.x0, rate, drop);
     for (index_t k = 0; k < cfg_.blocks; ++k) {
       // Evaluation needs no mask gradient, so a dropped block is not computed at all.
-      if (skip_dropped && cfg_.controller.enabled && st.mask_values[static_cast<std::size_t>(k)] == T(0)) continue;
-      auto ln = [&](Var x, const char* which) {
-        return autograd::layernorm(tape, x, pb(tape, k, (std::string(which) + ".weight").c_str()),
-                                   pb(tape, k, (std::string(which) + ".bias").c_str()), eps);
+      const bool dropped = cfg_.controller.enabled && st.mask_values[static_cast<std::size_t>(k)] == T(0);
+      if (skip_dropped && dropped) continue;
+      const std::size_t block_begin = tape.closures();
+      auto ln = [&](Var x, int which) {
+        return autograd::layernorm(tape, x, pb(tape, k, which == 1 ? Slot::ln1_w : Slot::ln2_w),
+                                   pb(tape, k, which == 1 ? Slot::ln1_b : Slot::ln2_b), eps);
       };
       Var out;
       if (cfg_.norm == Norm::pre) {
-        Var l1 = ln(X, "ln1");
+        Var l1 = ln(X, 1);
         Var A = autograd::add(tape, X, attention(tape, k, l1, l1, rate, drop));
-        out = autograd::add(tape, A, ffn(tape, st, k, ln(A, "ln2"), rate, drop));
+        out = autograd::add(tape, A, ffn(tape, st, k, ln(A, 2), rate, drop));
       } else if (cfg_.norm == Norm::query_only) {
-        Var Q = ln(X, "ln1");
+        Var Q = ln(X, 1);
         Var A = autograd::add(tape, Q, attention(tape, k, Q, X, rate, drop));
-        Var B = ln(A, "ln2");
+        Var B = ln(A, 2);
         out = autograd::add(tape, B, ffn(tape, st, k, B, rate, drop));
       } else {
-        Var A = ln(autograd::add(tape, X, attention(tape, k, X, X, rate, drop)), "ln1");
-        out = ln(autograd::add(tape, A, ffn(tape, st, k, A, rate, drop)), "ln2");
+        Var A = ln(autograd::add(tape, X, attention(tape, k, X, X, rate, drop)), 1);
+        out = ln(autograd::add(tape, A, ffn(tape, st, k, A, rate, drop)), 2);
       }
+      // A dropped block's output gets gradient 0 * dX: its backward would only add zeros (the mask's
+      // own gradient <dX, out - X> comes from select_blend).
+      if (dropped) tape.skip_backward(block_begin, tape.closures());
       X = cfg_.controller.enabled ? autograd::select_blend(tape, st.mask, k, out, X) : out;
     }
     if (cfg_.final_ln) X = autograd::layernorm(tape, X, p(tape, "final_ln.weight"), p(tape, "final_ln.bias"), eps);
@@ -476,6 +504,7 @@ class TrainableModel {
   ModelConfig cfg_;
   ParamSet<T> params_;
   int item_emb_ = -1;
+  std::vector<std::array<int, static_cast<std::size_t>(Slot::count)>> block_params_;
 };
 
 }  // namespace fofa::train
