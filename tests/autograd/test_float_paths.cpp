@@ -107,6 +107,31 @@ TEST_CASE("float matmul (packed GEMM) matches the double path over every tail") 
       }
 }
 
+TEST_CASE("float matmul_acc (packed GEMM accumulating into a node) matches the double path over every tail") {
+  for (index_t M : {1, 5, 7, 50, 65})
+    for (index_t N : {1, 8, 17, 64, 256})
+      for (index_t K : {1, 8, 17, 64}) {
+        CAPTURE(M); CAPTURE(N); CAPTURE(K);
+        Shapes s{{{"a", {M, K}}, {"b", {K, N}}, {"y", {M, N}}}};
+        compare(s, [](auto& t) { return matmul_acc(t, t.param("a"), t.param("b"), scale(t, t.param("y"), {1})); },
+                static_cast<std::uint64_t>(M * 7919 + N * 31 + K + 5), (M + K) % 2 == 0);
+      }
+}
+
+TEST_CASE("float residual_dropout and unary_dropout (vectorised masks) match the double path") {
+  for (index_t R : {1, 7, 50})
+    for (index_t C : {1, 15, 16, 17, 64, 256}) {
+      CAPTURE(R); CAPTURE(C);
+      Shapes s{{{"base", {R, C}}, {"z", {R, C}}, {"row", {1, C}}}};
+      for (const bool with_row : {false, true})
+        compare(s, [with_row](auto& t) {
+          return residual_dropout(t, t.param("base"), t.param("z"), with_row ? t.param("row") : Var{}, 0.2, 31);
+        }, static_cast<std::uint64_t>(R * 131 + C));
+      compare(s, [](auto& t) { return unary_dropout(t, Unary::gelu, t.param("z"), 0.2, 37); },
+              static_cast<std::uint64_t>(R * 137 + C));
+    }
+}
+
 TEST_CASE("float linear with few rows on a cached parameter pack (GEMV) matches the double path") {
   for (index_t M : {1, 2, 4})
     for (index_t N : {1, 15, 64, 512, 2048})

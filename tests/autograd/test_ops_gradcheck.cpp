@@ -271,3 +271,57 @@ TEST_CASE("global-norm clipping") {
   CHECK(std::sqrt(g.squared_norm()) == doctest::Approx(1.0).epsilon(1e-5));
   CHECK(g.grad(1)[4] == doctest::Approx(0.8).epsilon(1e-5));
 }
+
+TEST_CASE("fused ops: matmul_acc, residual_dropout, unary_dropout, stack_rows") {
+  ParamSet<double> ps;
+  ps.add("a", {5, 4});
+  ps.add("b", {4, 3});
+  ps.add("y", {5, 3});
+  ps.add("base", {5, 3});
+  ps.add("row", {3});
+  ps.add("r0", {1, 3});
+  ps.add("r1", {1, 3});
+  fill_normal(ps, 19);
+  // y + a b in place of a fresh node y = (y0 * 1) (a node no op has read yet).
+  check(ps, [](Tape<double>& t) {
+    Var y = scale(t, t.param("y"), 1.0);
+    return random_projection(t, matmul_acc(t, t.param("a"), t.param("b"), y), 21);
+  });
+  for (const double p : {0.0, 0.4})
+    for (const bool with_row : {false, true}) {
+      CAPTURE(p);
+      CAPTURE(with_row);
+      check(ps, [&](Tape<double>& t) {
+        Var z = matmul(t, t.param("a"), t.param("b"));
+        return random_projection(t, residual_dropout(t, t.param("base"), z, with_row ? t.param("row") : Var{}, p, 77), 22);
+      });
+    }
+  // The same values, masks and gradients as the unfused graphs.
+  for (const bool with_row : {false, true}) {
+    GradSet<double> g1(ps), g2(ps);
+    Tape<double> t1(ps, g1), t2(ps, g2);
+    Var y1 = residual_dropout(t1, t1.param("base"), t1.param("y"), with_row ? t1.param("r0") : Var{}, 0.5, 1234);
+    Var z = with_row ? mul_row(t2, t2.param("y"), t2.param("r0")) : t2.param("y");
+    Var y2 = add(t2, t2.param("base"), dropout(t2, z, 0.5, 1234));
+    for (index_t i = 0; i < 15; ++i) CHECK(t1.value(y1)[i] == t2.value(y2)[i]);
+    t1.backward(random_projection(t1, y1, 5));
+    t2.backward(random_projection(t2, y2, 5));
+    for (int i = 0; i < ps.size(); ++i) CHECK(g1.grad(i) == g2.grad(i));
+  }
+  for (const Unary op : {Unary::relu, Unary::gelu, Unary::tanh, Unary::sigmoid}) {
+    CAPTURE(static_cast<int>(op));
+    check(ps, [op](Tape<double>& t) { return random_projection(t, unary_dropout(t, op, t.param("a"), 0.3, 99), 23); });
+    GradSet<double> g1(ps), g2(ps);
+    Tape<double> t1(ps, g1), t2(ps, g2);
+    Var y1 = unary_dropout(t1, op, t1.param("a"), 0.3, 99);
+    Var y2 = dropout(t2, unary(t2, op, t2.param("a")), 0.3, 99);
+    for (index_t i = 0; i < 20; ++i) CHECK(t1.value(y1)[i] == t2.value(y2)[i]);
+    t1.backward(random_projection(t1, y1, 6));
+    t2.backward(random_projection(t2, y2, 6));
+    for (int i = 0; i < ps.size(); ++i) CHECK(g1.grad(i) == g2.grad(i));
+  }
+  check(ps, [](Tape<double>& t) {
+    const Var rows[] = {t.param("r1"), t.param("r0"), t.param("r1")};
+    return random_projection(t, stack_rows(t, std::span<const Var>(rows)), 24);
+  });
+}

@@ -305,20 +305,17 @@ FOFA_AUTOGRAD_CLONES inline void gelu_backward_f32(index_t n, const float* __res
 }
 }  // namespace detail
 
+namespace detail {
+// y = op(a) (float GELU on the SIMD kernel).
 template <class T>
-Var unary(Tape<T>& t, Unary op, Var a) {
-  const index_t n = t.rows(a) * t.cols(a);
-  Var y = t.make_output(t.rows(a), t.cols(a));
-  T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
+void unary_forward(Unary op, index_t n, const T* av, T* yv) {
   if constexpr (std::is_same_v<T, float>) {
-    // GELU (the FFN activation): the SIMD kernel forward, a vectorised backward.
     if (op == Unary::gelu) {
       kernels::kernels().unary(kernels::UnaryOp::gelu, n, av, yv);
-      t.on_backward([=] { detail::gelu_backward_f32(n, av, yv, yg, ag); });
-      return y;
+      return;
     }
   }
-  constexpr T inv_sqrt2 = T(0.70710678118654752440), inv_sqrt2pi = T(0.39894228040143267794);
+  constexpr T inv_sqrt2 = T(0.70710678118654752440);
   switch (op) {
     case Unary::relu:
       for (index_t i = 0; i < n; ++i) yv[i] = av[i] > T(0) ? av[i] : T(0);
@@ -333,25 +330,44 @@ Var unary(Tape<T>& t, Unary op, Var a) {
       for (index_t i = 0; i < n; ++i) yv[i] = detail::sigmoid(av[i]);
       break;
   }
-  t.on_backward([=] {
-    switch (op) {
-      case Unary::relu:
-        for (index_t i = 0; i < n; ++i) ag[i] += av[i] > T(0) ? yg[i] : T(0);
-        break;
-      case Unary::gelu:
-        for (index_t i = 0; i < n; ++i) {
-          const T x = av[i];
-          ag[i] += (T(0.5) * (T(1) + std::erf(x * inv_sqrt2)) + x * inv_sqrt2pi * std::exp(T(-0.5) * x * x)) * yg[i];
-        }
-        break;
-      case Unary::tanh:
-        for (index_t i = 0; i < n; ++i) ag[i] += (T(1) - yv[i] * yv[i]) * yg[i];
-        break;
-      case Unary::sigmoid:
-        for (index_t i = 0; i < n; ++i) ag[i] += yv[i] * (T(1) - yv[i]) * yg[i];
-        break;
+}
+// ag += op'(a) yg from a and y = op(a) (float GELU vectorised).
+template <class T>
+void unary_backward(Unary op, index_t n, const T* av, const T* yv, const T* yg, T* ag) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (op == Unary::gelu) {
+      gelu_backward_f32(n, av, yv, yg, ag);
+      return;
     }
-  });
+  }
+  constexpr T inv_sqrt2 = T(0.70710678118654752440), inv_sqrt2pi = T(0.39894228040143267794);
+  switch (op) {
+    case Unary::relu:
+      for (index_t i = 0; i < n; ++i) ag[i] += av[i] > T(0) ? yg[i] : T(0);
+      break;
+    case Unary::gelu:
+      for (index_t i = 0; i < n; ++i) {
+        const T x = av[i];
+        ag[i] += (T(0.5) * (T(1) + std::erf(x * inv_sqrt2)) + x * inv_sqrt2pi * std::exp(T(-0.5) * x * x)) * yg[i];
+      }
+      break;
+    case Unary::tanh:
+      for (index_t i = 0; i < n; ++i) ag[i] += (T(1) - yv[i] * yv[i]) * yg[i];
+      break;
+    case Unary::sigmoid:
+      for (index_t i = 0; i < n; ++i) ag[i] += yv[i] * (T(1) - yv[i]) * yg[i];
+      break;
+  }
+}
+}  // namespace detail
+
+template <class T>
+Var unary(Tape<T>& t, Unary op, Var a) {
+  const index_t n = t.rows(a) * t.cols(a);
+  Var y = t.make_output(t.rows(a), t.cols(a));
+  T *av = t.value(a), *yv = t.value(y), *ag = t.grad(a), *yg = t.grad(y);
+  detail::unary_forward(op, n, av, yv);
+  t.on_backward([=] { detail::unary_backward(op, n, av, yv, yg, ag); });
   return y;
 }
 
@@ -407,6 +423,124 @@ Var dropout(Tape<T>& t, Var a, double p, std::uint64_t key) {
     detail::dropout_forward<T>(n, k0, k1, detail::dropout_threshold(p), keep_scale, av, yv, mask);
   t.on_backward([=] {
     for (index_t i = 0; i < n; ++i) ag[i] += yg[i] * mask[i];
+  });
+  return y;
+}
+
+namespace detail {
+// y = base + mask * z (* row), the fused residual branch; mask from dropout_forward's hash.
+template <class T>
+inline void residual_dropout_forward(index_t R, index_t C, std::uint32_t k0, std::uint32_t k1, std::uint32_t threshold,
+                                     T scale, const T* __restrict base, const T* __restrict z, const T* __restrict row,
+                                     T* __restrict y, T* __restrict mask) {
+  for (index_t r = 0; r < R; ++r)
+    for (index_t c = 0; c < C; ++c) {
+      const index_t i = r * C + c;
+      const std::uint32_t h = mix32(mix32(static_cast<std::uint32_t>(i) ^ k0) + k1);
+      mask[i] = h >= threshold ? scale : T(0);
+      y[i] = base[i] + mask[i] * (row ? z[i] * row[c] : z[i]);
+    }
+}
+FOFA_AUTOGRAD_CLONES inline void residual_dropout_forward_f32(index_t R, index_t C, std::uint32_t k0, std::uint32_t k1,
+                                                              std::uint32_t threshold, float scale, const float* base,
+                                                              const float* z, const float* row, float* y, float* mask) {
+  residual_dropout_forward<float>(R, C, k0, k1, threshold, scale, base, z, row, y, mask);
+}
+// The backward of residual_dropout: gb += gy; gz += mask gy row; grow += sum_r mask gy z (mask and
+// row may be nullptr: all ones; grow only with row).
+template <class T>
+inline void residual_dropout_backward(index_t R, index_t C, const T* __restrict yg, const T* __restrict mask,
+                                      const T* __restrict zv, const T* __restrict rv, T* __restrict bg,
+                                      T* __restrict zg, T* __restrict rg) {
+  for (index_t r = 0; r < R; ++r) {
+    const T* gy = yg + r * C;
+    const T* m = mask ? mask + r * C : nullptr;
+    T* gz = zg + r * C;
+    T* gb = bg + r * C;
+    for (index_t c = 0; c < C; ++c) gb[c] += gy[c];
+    if (!rv) {
+      if (m)
+        for (index_t c = 0; c < C; ++c) gz[c] += gy[c] * m[c];
+      else
+        for (index_t c = 0; c < C; ++c) gz[c] += gy[c];
+      continue;
+    }
+    const T* z = zv + r * C;
+    for (index_t c = 0; c < C; ++c) {
+      const T g = m ? gy[c] * m[c] : gy[c];
+      gz[c] += g * rv[c];
+      rg[c] += g * z[c];
+    }
+  }
+}
+FOFA_AUTOGRAD_CLONES inline void residual_dropout_backward_f32(index_t R, index_t C, const float* yg, const float* mask,
+                                                               const float* zv, const float* rv, float* bg, float* zg,
+                                                               float* rg) {
+  residual_dropout_backward<float>(R, C, yg, mask, zv, rv, bg, zg, rg);
+}
+}  // namespace detail
+
+// y = base + dropout(z * row) with row [1, C] broadcast over the rows of z (invalid Var: no row),
+// the dropout mask exactly that of dropout(t, ., p, key) (p = 0: no dropout). One node for the
+// residual branch of a block (the FFN gate, its dropout and the residual add).
+template <class T>
+Var residual_dropout(Tape<T>& t, Var base, Var z, Var row, double p, std::uint64_t key) {
+  FOFA_CHECK(p >= 0.0 && p < 1.0, "dropout probability must be in [0, 1), got ", p);
+  detail::check_same(t, base, z, "residual_dropout");
+  const index_t R = t.rows(z), C = t.cols(z), n = R * C;
+  if (row.valid())
+    FOFA_CHECK(t.rows(row) == 1 && t.cols(row) == C, "residual_dropout: row [", t.rows(row), ", ", t.cols(row),
+               "] does not broadcast to [", R, ", ", C, "]");
+  FOFA_CHECK(t.value(base) != t.value(z), "residual_dropout: base and branch share storage");
+  Var y = t.make_output(R, C);
+  T *bv = t.value(base), *bg = t.grad(base), *zv = t.value(z), *zg = t.grad(z), *yv = t.value(y), *yg = t.grad(y);
+  T* rv = row.valid() ? t.value(row) : nullptr;
+  T* rg = row.valid() ? t.grad(row) : nullptr;
+  T* mask = nullptr;
+  if (p > 0.0) {
+    mask = t.scratch_uninit(n);
+    const T keep_scale = T(1.0 / (1.0 - p));
+    const auto k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
+    if constexpr (std::is_same_v<T, float>)
+      detail::residual_dropout_forward_f32(R, C, k0, k1, detail::dropout_threshold(p), keep_scale, bv, zv, rv, yv, mask);
+    else
+      detail::residual_dropout_forward<T>(R, C, k0, k1, detail::dropout_threshold(p), keep_scale, bv, zv, rv, yv, mask);
+  } else {
+    for (index_t r = 0; r < R; ++r)
+      for (index_t c = 0; c < C; ++c) yv[r * C + c] = bv[r * C + c] + (rv ? zv[r * C + c] * rv[c] : zv[r * C + c]);
+  }
+  t.on_backward([=] {
+    if constexpr (std::is_same_v<T, float>)
+      detail::residual_dropout_backward_f32(R, C, yg, mask, zv, rv, bg, zg, rg);
+    else
+      detail::residual_dropout_backward<T>(R, C, yg, mask, zv, rv, bg, zg, rg);
+  });
+  return y;
+}
+
+// dropout(unary(op, a), p, key) as one node: the same values, masks and gradients without the
+// activation's node (its values live in scratch for the backward).
+template <class T>
+Var unary_dropout(Tape<T>& t, Unary op, Var a, double p, std::uint64_t key) {
+  if (p == 0.0) return unary(t, op, a);
+  FOFA_CHECK(p > 0.0 && p < 1.0, "dropout probability must be in [0, 1), got ", p);
+  const index_t n = t.rows(a) * t.cols(a);
+  Var y = t.make_output(t.rows(a), t.cols(a));
+  T *av = t.value(a), *ag = t.grad(a), *yv = t.value(y), *yg = t.grad(y);
+  T* u = t.scratch_uninit(n);
+  T* mask = t.scratch_uninit(n);
+  detail::unary_forward(op, n, av, u);
+  const T keep_scale = T(1.0 / (1.0 - p));
+  const auto k0 = static_cast<std::uint32_t>(key), k1 = static_cast<std::uint32_t>(key >> 32);
+  if constexpr (std::is_same_v<T, float>)
+    detail::dropout_forward_f32(n, k0, k1, detail::dropout_threshold(p), keep_scale, u, yv, mask);
+  else
+    detail::dropout_forward<T>(n, k0, k1, detail::dropout_threshold(p), keep_scale, u, yv, mask);
+  Tape<T>* tp = &t;
+  t.on_backward([=] {
+    T* gu = tp->temp(n, 3);  // the activation's gradient, mask * dy
+    for (index_t i = 0; i < n; ++i) gu[i] = yg[i] * mask[i];
+    detail::unary_backward(op, n, av, u, gu, ag);
   });
   return y;
 }
@@ -586,6 +720,40 @@ Var matmul(Tape<T>& t, Var a, Var b) {
     }
   }
   gemm_nn(M, N, K, av, bv, yv, false);
+  T* scratch = t.scratch_uninit(K * N);
+  t.on_backward([=] {
+    gemm_nt(M, K, N, yg, bv, ag, true, scratch);  // da = dy b^T
+    gemm_tn(K, N, M, av, yg, bg, true);           // db = a^T dy
+  });
+  return y;
+}
+
+// y += a b in place: a [M, K], b [K, N], y [M, N] an existing node that no op has read yet (so its
+// consumers see the sum, and its gradient is the sum's). Saves the product node and the add (the
+// mapper's low-rank correction x W^T + (x U) V lands in the linear's output).
+template <class T>
+Var matmul_acc(Tape<T>& t, Var a, Var b, Var y) {
+  const index_t M = t.rows(a), K = t.cols(a), N = t.cols(b);
+  FOFA_CHECK(t.rows(b) == K && t.rows(y) == M && t.cols(y) == N, "matmul_acc: [", M, ", ", K, "] x [", t.rows(b), ", ",
+             N, "] into [", t.rows(y), ", ", t.cols(y), "]");
+  T *av = t.value(a), *ag = t.grad(a), *bv = t.value(b), *bg = t.grad(b), *yv = t.value(y), *yg = t.grad(y);
+  if constexpr (std::is_same_v<T, float>) {
+    if (M >= detail::kPackedGemmMinRows) {
+      const kernels::KernelTable& kt = kernels::kernels();
+      kt.gemm(M, av, K, t.packed_weight(b, nullptr, true), yv, N, kernels::Activation::none, true);
+      Tape<T>* tp = &t;
+      t.on_backward([=] {
+        kt.gemm(M, yg, N, tp->packed_weight(b, nullptr, false), ag, K, kernels::Activation::none, true);  // da = dy b^T
+        float* aT = tp->temp(K * M, 0);  // db = a^T dy
+        detail::transpose(M, K, av, K, aT);
+        kernels::PackedMatrix& pd = tp->packed_scratch();
+        kt.pack_linear_t(N, M, yg, N, nullptr, pd);
+        kt.gemm(K, aT, M, pd, bg, N, kernels::Activation::none, true);
+      });
+      return y;
+    }
+  }
+  gemm_nn(M, N, K, av, bv, yv, true);
   T* scratch = t.scratch_uninit(K * N);
   t.on_backward([=] {
     gemm_nt(M, K, N, yg, bv, ag, true, scratch);  // da = dy b^T

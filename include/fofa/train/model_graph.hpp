@@ -424,9 +424,17 @@ class TrainableModel {
     if (rate == 0.0) return x;
     return autograd::dropout(tape, x, rate, drop->next());
   }
+  // base + dropout(z * row) (row invalid: z) as one node, the key drawn as dropout() would.
+  static Var residual(Tape<T>& tape, Var base, Var z, Var row, double rate, Rng* drop) {
+    return autograd::residual_dropout(tape, base, z, row, rate, rate > 0.0 ? drop->next() : 0);
+  }
 
-  // FFN with the user's weights: act(x W1u^T + b1) W2u^T + b2, gated by g when the mapper is on.
-  Var ffn(Tape<T>& tape, const Structure& st, index_t k, Var x, double rate, Rng* drop) const {
+  // A block's FFN branch before its dropout: y = act(x W1u^T + b1) W2u^T + b2 with the user's
+  // weights, and the mapper's gate row 1 + tanh(G q) (invalid when the mapper is off).
+  struct Branch {
+    Var y, gate;
+  };
+  Branch ffn(Tape<T>& tape, const Structure& st, index_t k, Var x, double rate, Rng* drop) const {
     const index_t d = cfg_.d;
     const auto act = cfg_.activation == Activation::gelu ? autograd::Unary::gelu : autograd::Unary::relu;
     const bool mapper = cfg_.mapper_on();
@@ -437,32 +445,32 @@ class TrainableModel {
       h = autograd::linear(tape, x, gen->w1, pb(tape, k, Slot::w1_b));
     } else {
       h = autograd::linear(tape, x, pb(tape, k, Slot::w1_w), pb(tape, k, Slot::w1_b));
-      if (mapper)
-        h = autograd::add(tape, h, autograd::matmul(tape, autograd::matmul(tape, x, gen->w1), pb(tape, k, Slot::v1)));
+      if (mapper)  // + (x U1) V1 into h
+        h = autograd::matmul_acc(tape, autograd::matmul(tape, x, gen->w1), pb(tape, k, Slot::v1), h);
     }
-    h = dropout(tape, autograd::unary(tape, act, h), rate, drop);
-    Var y;
+    h = rate > 0.0 ? autograd::unary_dropout(tape, act, h, rate, drop->next()) : autograd::unary(tape, act, h);
+    Branch b;
     if (mapper && full) {
-      y = autograd::linear(tape, h, gen->w2, pb(tape, k, Slot::w2_b));
+      b.y = autograd::linear(tape, h, gen->w2, pb(tape, k, Slot::w2_b));
     } else {
-      y = autograd::linear(tape, h, pb(tape, k, Slot::w2_w), pb(tape, k, Slot::w2_b));
-      if (mapper)
-        y = autograd::add(tape, y, autograd::matmul(tape, autograd::matmul(tape, h, gen->w2), pb(tape, k, Slot::v2)));
+      b.y = autograd::linear(tape, h, pb(tape, k, Slot::w2_w), pb(tape, k, Slot::w2_b));
+      if (mapper) b.y = autograd::matmul_acc(tape, autograd::matmul(tape, h, gen->w2), pb(tape, k, Slot::v2), b.y);
     }
     if (mapper) {
       Var g = autograd::unary(tape, autograd::Unary::tanh, gen->gate);
       const std::vector<T> one(static_cast<std::size_t>(d), T(1));
-      y = autograd::mul_row(tape, y, autograd::add(tape, g, tape.constant(1, d, one.data())));
+      b.gate = autograd::add(tape, g, tape.constant(1, d, one.data()));
     }
-    return dropout(tape, y, rate, drop);
+    return b;
   }
 
-  Var attention(Tape<T>& tape, index_t k, Var q_in, Var kv_in, double rate, Rng* drop) const {
+  // The attention branch before its dropout (out projection included).
+  Var attention(Tape<T>& tape, index_t k, Var q_in, Var kv_in) const {
     Var q = autograd::linear(tape, q_in, pb(tape, k, Slot::q_w), pb(tape, k, Slot::q_b));
     Var kk = autograd::linear(tape, kv_in, pb(tape, k, Slot::k_w), pb(tape, k, Slot::k_b));
     Var v = autograd::linear(tape, kv_in, pb(tape, k, Slot::v_w), pb(tape, k, Slot::v_b));
     Var a = autograd::causal_attention(tape, q, kk, v, cfg_.heads);
-    return dropout(tape, autograd::linear(tape, a, pb(tape, k, Slot::out_w), pb(tape, k, Slot::out_b)), rate, drop);
+    return autograd::linear(tape, a, pb(tape, k, Slot::out_w), pb(tape, k, Slot::out_b));
   }
 
   // drop: the sample's dropout key stream (nullptr when rate = 0).
@@ -478,19 +486,27 @@ class TrainableModel {
         return autograd::layernorm(tape, x, pb(tape, k, which == 1 ? Slot::ln1_w : Slot::ln2_w),
                                    pb(tape, k, which == 1 ? Slot::ln1_b : Slot::ln2_b), eps);
       };
+      // Residual branches: base + dropout(branch) as one node each (the FFN gate folded in).
+      auto attn = [&](Var base, Var q_in, Var kv_in) {
+        return residual(tape, base, attention(tape, k, q_in, kv_in), Var{}, rate, drop);
+      };
+      auto feed = [&](Var base, Var x) {
+        const Branch b = ffn(tape, st, k, x, rate, drop);
+        return residual(tape, base, b.y, b.gate, rate, drop);
+      };
       Var out;
       if (cfg_.norm == Norm::pre) {
         Var l1 = ln(X, 1);
-        Var A = autograd::add(tape, X, attention(tape, k, l1, l1, rate, drop));
-        out = autograd::add(tape, A, ffn(tape, st, k, ln(A, 2), rate, drop));
+        Var A = attn(X, l1, l1);
+        out = feed(A, ln(A, 2));
       } else if (cfg_.norm == Norm::query_only) {
         Var Q = ln(X, 1);
-        Var A = autograd::add(tape, Q, attention(tape, k, Q, X, rate, drop));
+        Var A = attn(Q, Q, X);
         Var B = ln(A, 2);
-        out = autograd::add(tape, B, ffn(tape, st, k, B, rate, drop));
+        out = feed(B, B);
       } else {
-        Var A = ln(autograd::add(tape, X, attention(tape, k, X, X, rate, drop)), 1);
-        out = ln(autograd::add(tape, A, ffn(tape, st, k, A, rate, drop)), 2);
+        Var A = ln(attn(X, X, X), 1);
+        out = ln(feed(A, A), 2);
       }
       // A dropped block's output gets gradient 0 * dX: its backward would only add zeros (the mask's
       // own gradient <dX, out - X> comes from select_blend).
