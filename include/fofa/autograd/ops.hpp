@@ -620,13 +620,17 @@ Var mean_rows(Tape<T>& t, Var a) {
 // ---- GEMMs -----------------------------------------------------------------------------
 
 namespace detail {
-// out[n * M + m] = a[m * lda + n]: a [M, N] transposed into [N, M].
-inline void transpose(index_t M, index_t N, const float* a, index_t lda, float* out) {
-  constexpr index_t tile = 16;
-  for (index_t m0 = 0; m0 < M; m0 += tile)
-    for (index_t n0 = 0; n0 < N; n0 += tile)
-      for (index_t n = n0; n < std::min(N, n0 + tile); ++n)
-        for (index_t m = m0; m < std::min(M, m0 + tile); ++m) out[n * M + m] = a[m * lda + n];
+// out[n * M + m] = a[m * lda + n]: a [M, N] transposed into [N, M], 8 source rows at a time (each
+// output row gets 8 contiguous values; ~2x the 16 x 16 tiles it replaced at [50, 256]).
+FOFA_AUTOGRAD_CLONES inline void transpose(index_t M, index_t N, const float* __restrict a, index_t lda,
+                                           float* __restrict out) {
+  constexpr index_t tile = 8;
+  index_t m0 = 0;
+  for (; m0 + tile <= M; m0 += tile)
+    for (index_t n = 0; n < N; ++n)
+      for (index_t m = 0; m < tile; ++m) out[n * M + m0 + m] = a[(m0 + m) * lda + n];
+  for (index_t n = 0; n < N; ++n)
+    for (index_t m = m0; m < M; ++m) out[n * M + m] = a[m * lda + n];
 }
 // Products with at least this many rows use the packed SIMD GEMM (float); fewer rows (the
 // mapper's and controller's one-row products) stay in dot / axpy form.
@@ -764,6 +768,63 @@ Var matmul_acc(Tape<T>& t, Var a, Var b, Var y) {
 
 // ---- normalisation and attention -------------------------------------------------------
 
+namespace detail {
+// sum_c f(c) over [0, n) in 8 interleaved partial sums (vectorisable without reassociation flags).
+template <class T, class F>
+inline T sum8(index_t n, F f) {
+  T acc[8] = {};
+  index_t c = 0;
+  for (; c + 8 <= n; c += 8)
+    for (int l = 0; l < 8; ++l) acc[l] += f(c + l);
+  T s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+  for (; c < n; ++c) s += f(c);
+  return s;
+}
+template <class T>
+inline void layernorm_forward(index_t R, index_t C, const T* __restrict xv, const T* __restrict gv,
+                              const T* __restrict bv, T eps, T* __restrict xhat, T* __restrict rstd, T* __restrict yv) {
+  for (index_t r = 0; r < R; ++r) {
+    const T* xr = xv + r * C;
+    const T mean = sum8<T>(C, [&](index_t c) { return xr[c]; }) / static_cast<T>(C);
+    const T var = sum8<T>(C, [&](index_t c) { return (xr[c] - mean) * (xr[c] - mean); }) / static_cast<T>(C);
+    const T rs = T(1) / std::sqrt(var + eps);
+    rstd[r] = rs;
+    T* xh = xhat + r * C;
+    T* y = yv + r * C;
+    for (index_t c = 0; c < C; ++c) {
+      xh[c] = (xr[c] - mean) * rs;
+      y[c] = xh[c] * gv[c] + bv[c];
+    }
+  }
+}
+template <class T>
+inline void layernorm_backward(index_t R, index_t C, const T* __restrict yg, const T* __restrict xhat,
+                               const T* __restrict rstd, const T* __restrict gv, T* __restrict xg, T* __restrict gg,
+                               T* __restrict bg) {
+  for (index_t r = 0; r < R; ++r) {
+    const T* g = yg + r * C;
+    const T* xh = xhat + r * C;
+    for (index_t c = 0; c < C; ++c) {
+      gg[c] += g[c] * xh[c];
+      bg[c] += g[c];
+    }
+    const T mean_gg = sum8<T>(C, [&](index_t c) { return g[c] * gv[c]; }) / static_cast<T>(C);
+    const T mean_ggx = sum8<T>(C, [&](index_t c) { return g[c] * gv[c] * xh[c]; }) / static_cast<T>(C);
+    T* gx = xg + r * C;
+    for (index_t c = 0; c < C; ++c) gx[c] += rstd[r] * (g[c] * gv[c] - mean_gg - xh[c] * mean_ggx);
+  }
+}
+FOFA_AUTOGRAD_CLONES inline void layernorm_forward_f32(index_t R, index_t C, const float* xv, const float* gv,
+                                                       const float* bv, float eps, float* xhat, float* rstd, float* yv) {
+  layernorm_forward<float>(R, C, xv, gv, bv, eps, xhat, rstd, yv);
+}
+FOFA_AUTOGRAD_CLONES inline void layernorm_backward_f32(index_t R, index_t C, const float* yg, const float* xhat,
+                                                        const float* rstd, const float* gv, float* xg, float* gg,
+                                                        float* bg) {
+  layernorm_backward<float>(R, C, yg, xhat, rstd, gv, xg, gg, bg);
+}
+}  // namespace detail
+
 // Row LayerNorm with biased variance: y = (x - mean) / sqrt(var + eps) * gamma + beta.
 template <class T>
 Var layernorm(Tape<T>& t, Var x, Var gamma, Var beta, T eps) {
@@ -775,36 +836,15 @@ Var layernorm(Tape<T>& t, Var x, Var gamma, Var beta, T eps) {
     *bg = t.grad(beta), *yv = t.value(y), *yg = t.grad(y);
   T* xhat = t.scratch_uninit(R * C);
   T* rstd = t.scratch_uninit(R);
-  for (index_t r = 0; r < R; ++r) {
-    const T* xr = xv + r * C;
-    T mean = 0;
-    for (index_t c = 0; c < C; ++c) mean += xr[c];
-    mean /= static_cast<T>(C);
-    T var = 0;
-    for (index_t c = 0; c < C; ++c) var += (xr[c] - mean) * (xr[c] - mean);
-    var /= static_cast<T>(C);
-    rstd[r] = T(1) / std::sqrt(var + eps);
-    for (index_t c = 0; c < C; ++c) {
-      xhat[r * C + c] = (xr[c] - mean) * rstd[r];
-      yv[r * C + c] = xhat[r * C + c] * gv[c] + bv[c];
-    }
-  }
+  if constexpr (std::is_same_v<T, float>)
+    detail::layernorm_forward_f32(R, C, xv, gv, bv, eps, xhat, rstd, yv);
+  else
+    detail::layernorm_forward<T>(R, C, xv, gv, bv, eps, xhat, rstd, yv);
   t.on_backward([=] {
-    for (index_t r = 0; r < R; ++r) {
-      const T* g = yg + r * C;
-      const T* xh = xhat + r * C;
-      T mean_gg = 0, mean_ggx = 0;
-      for (index_t c = 0; c < C; ++c) {
-        const T gy = g[c] * gv[c];
-        mean_gg += gy;
-        mean_ggx += gy * xh[c];
-        gg[c] += g[c] * xh[c];
-        bg[c] += g[c];
-      }
-      mean_gg /= static_cast<T>(C);
-      mean_ggx /= static_cast<T>(C);
-      for (index_t c = 0; c < C; ++c) xg[r * C + c] += rstd[r] * (g[c] * gv[c] - mean_gg - xh[c] * mean_ggx);
-    }
+    if constexpr (std::is_same_v<T, float>)
+      detail::layernorm_backward_f32(R, C, yg, xhat, rstd, gv, xg, gg, bg);
+    else
+      detail::layernorm_backward<T>(R, C, yg, xhat, rstd, gv, xg, gg, bg);
   });
   return y;
 }
