@@ -112,28 +112,10 @@ double max_error(const Result& a, const Result& b, const ParamSet<double>& ps, s
   return err;
 }
 
-struct Variant {
-  const char* name;
-  void (*edit)(ModelConfig&);
-};
-const Variant kVariants[] = {
-    {"forward-ofa lowrank", [](ModelConfig&) {}},
-    {"static", [](ModelConfig& c) { c.controller.enabled = false; c.mapper.mode = MapperMode::off; }},
-    {"duet lowrank", [](ModelConfig& c) { c.controller.enabled = false; }},
-    {"forward-ofa full", [](ModelConfig& c) { c.mapper.mode = MapperMode::full; }},
-    {"controller only", [](ModelConfig& c) { c.mapper.mode = MapperMode::off; }},
-    {"post-LN relu", [](ModelConfig& c) { c.norm = Norm::post; c.activation = Activation::relu; }},
-    {"query-only LN, end positions, input LN", [](ModelConfig& c) {
-       c.norm = Norm::query_only;
-       c.positions = Positions::end;
-       c.input_ln = true;
-     }},
-};
-
 }  // namespace
 
 TEST_CASE("backward_batch equals forward_loss + backward per sample (double, every system, dropout on)") {
-  for (const auto& v : kVariants) {
+  for (const auto& v : test::kModelVariants) {
     ModelConfig cfg = sized_config(30, 8, 7, 12);
     v.edit(cfg);
     TrainableModel<double> m(cfg);
@@ -165,7 +147,7 @@ TEST_CASE("backward_batch equals forward_loss + backward per sample (double, eve
 // The float path: groups of >= 5 samples run the heads on the packed GEMM (cached packs as in the
 // trainer), fewer on the GEMV path; both against the float per-sample path.
 TEST_CASE("backward_batch in float matches the per-sample float path") {
-  for (const auto& v : kVariants) {
+  for (const auto& v : test::kModelVariants) {
     ModelConfig cfg = sized_config(40, 16, 12, 40);
     v.edit(cfg);
     TrainableModel<float> m(cfg);

@@ -7,6 +7,7 @@
 
 #include "../autograd/gradcheck.hpp"
 #include "../common/small_config.hpp"
+#include "train_test_util.hpp"
 #include "fofa/model/forward_ofa.hpp"
 #include "fofa/train/model_graph.hpp"
 
@@ -56,26 +57,7 @@ double model_gradient_error(const ModelConfig& cfg, bool hard, std::string* wors
 }  // namespace
 
 TEST_CASE("whole-model gradient equals finite differences (soft mask) for every system and block variant") {
-  struct Variant {
-    const char* name;
-    void (*edit)(ModelConfig&);
-  };
-  const Variant variants[] = {
-      {"forward-ofa lowrank", [](ModelConfig&) {}},
-      {"static", [](ModelConfig& c) { c.controller.enabled = false; c.mapper.mode = MapperMode::off; }},
-      {"duet lowrank", [](ModelConfig& c) { c.controller.enabled = false; }},
-      {"forward-ofa full", [](ModelConfig& c) { c.mapper.mode = MapperMode::full; }},
-      {"controller only", [](ModelConfig& c) { c.mapper.mode = MapperMode::off; }},
-      {"post-LN relu", [](ModelConfig& c) { c.norm = Norm::post; c.activation = Activation::relu; }},
-      {"query-only LN, end positions, input LN, no final LN", [](ModelConfig& c) {
-         c.norm = Norm::query_only;
-         c.positions = Positions::end;
-         c.input_ln = true;
-         c.final_ln = false;
-         c.emb_scale = EmbScale::none;
-       }},
-  };
-  for (const auto& v : variants) {
+  for (const auto& v : train::test::kModelVariants) {
     ModelConfig cfg = tiny_config();
     v.edit(cfg);
     std::string worst;

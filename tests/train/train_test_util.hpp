@@ -18,4 +18,26 @@ inline ModelConfig small_static_config(std::int32_t items) {
   return fofa::testing::small_static_config({.items = items});
 }
 
+// Every system of SPEC 8 and every block variant the trainer supports, as edits of a Forward-OFA
+// configuration: the gradient tests run each one.
+struct ModelVariant {
+  const char* name;
+  void (*edit)(ModelConfig&);
+};
+inline constexpr ModelVariant kModelVariants[] = {
+    {"forward-ofa lowrank", [](ModelConfig&) {}},
+    {"static", [](ModelConfig& c) { c.controller.enabled = false; c.mapper.mode = MapperMode::off; }},
+    {"duet lowrank", [](ModelConfig& c) { c.controller.enabled = false; }},
+    {"forward-ofa full", [](ModelConfig& c) { c.mapper.mode = MapperMode::full; }},
+    {"controller only", [](ModelConfig& c) { c.mapper.mode = MapperMode::off; }},
+    {"post-LN relu", [](ModelConfig& c) { c.norm = Norm::post; c.activation = Activation::relu; }},
+    {"query-only LN, end positions, input LN, no final LN", [](ModelConfig& c) {
+       c.norm = Norm::query_only;
+       c.positions = Positions::end;
+       c.input_ln = true;
+       c.final_ln = false;
+       c.emb_scale = EmbScale::none;
+     }},
+};
+
 }  // namespace fofa::train::test
