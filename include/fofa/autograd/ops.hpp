@@ -700,22 +700,21 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
   return y;
 }
 
-// y = a b: a [M, K], b [K, N].
+namespace detail {
+// y (+)= a b for matmul / matmul_acc: a [M, K], b [K, N], y [M, N] already on the tape.
 template <class T>
-Var matmul(Tape<T>& t, Var a, Var b) {
+Var matmul_into(Tape<T>& t, Var a, Var b, Var y, bool accumulate) {
   const index_t M = t.rows(a), K = t.cols(a), N = t.cols(b);
-  FOFA_CHECK(t.rows(b) == K, "matmul: [", M, ", ", K, "] x [", t.rows(b), ", ", N, "]");
-  Var y = t.make_output(M, N);
   T *av = t.value(a), *ag = t.grad(a), *bv = t.value(b), *bg = t.grad(b), *yv = t.value(y), *yg = t.grad(y);
   if constexpr (std::is_same_v<T, float>) {
-    if (M >= detail::kPackedGemmMinRows) {
+    if (M >= kPackedGemmMinRows) {
       const kernels::KernelTable& kt = kernels::kernels();
-      kt.gemm(M, av, K, t.packed_weight(b, nullptr, true), yv, N, kernels::Activation::none, false);
+      kt.gemm(M, av, K, t.packed_weight(b, nullptr, true), yv, N, kernels::Activation::none, accumulate);
       Tape<T>* tp = &t;
       t.on_backward([=] {
         kt.gemm(M, yg, N, tp->packed_weight(b, nullptr, false), ag, K, kernels::Activation::none, true);  // da = dy b^T
         float* aT = tp->temp(K * M, 0);  // db = a^T dy: rows of a^T against dy packed as [M, N]
-        detail::transpose(M, K, av, K, aT);
+        transpose(M, K, av, K, aT);
         kernels::PackedMatrix& pd = tp->packed_scratch();
         kt.pack_linear_t(N, M, yg, N, nullptr, pd);
         kt.gemm(K, aT, M, pd, bg, N, kernels::Activation::none, true);
@@ -723,13 +722,22 @@ Var matmul(Tape<T>& t, Var a, Var b) {
       return y;
     }
   }
-  gemm_nn(M, N, K, av, bv, yv, false);
+  gemm_nn(M, N, K, av, bv, yv, accumulate);
   T* scratch = t.scratch_uninit(K * N);
   t.on_backward([=] {
     gemm_nt(M, K, N, yg, bv, ag, true, scratch);  // da = dy b^T
     gemm_tn(K, N, M, av, yg, bg, true);           // db = a^T dy
   });
   return y;
+}
+}  // namespace detail
+
+// y = a b: a [M, K], b [K, N].
+template <class T>
+Var matmul(Tape<T>& t, Var a, Var b) {
+  const index_t M = t.rows(a), K = t.cols(a), N = t.cols(b);
+  FOFA_CHECK(t.rows(b) == K, "matmul: [", M, ", ", K, "] x [", t.rows(b), ", ", N, "]");
+  return detail::matmul_into(t, a, b, t.make_output(M, N), false);
 }
 
 // y += a b in place: a [M, K], b [K, N], y [M, N] an existing node that no op has read yet (so its
@@ -740,30 +748,7 @@ Var matmul_acc(Tape<T>& t, Var a, Var b, Var y) {
   const index_t M = t.rows(a), K = t.cols(a), N = t.cols(b);
   FOFA_CHECK(t.rows(b) == K && t.rows(y) == M && t.cols(y) == N, "matmul_acc: [", M, ", ", K, "] x [", t.rows(b), ", ",
              N, "] into [", t.rows(y), ", ", t.cols(y), "]");
-  T *av = t.value(a), *ag = t.grad(a), *bv = t.value(b), *bg = t.grad(b), *yv = t.value(y), *yg = t.grad(y);
-  if constexpr (std::is_same_v<T, float>) {
-    if (M >= detail::kPackedGemmMinRows) {
-      const kernels::KernelTable& kt = kernels::kernels();
-      kt.gemm(M, av, K, t.packed_weight(b, nullptr, true), yv, N, kernels::Activation::none, true);
-      Tape<T>* tp = &t;
-      t.on_backward([=] {
-        kt.gemm(M, yg, N, tp->packed_weight(b, nullptr, false), ag, K, kernels::Activation::none, true);  // da = dy b^T
-        float* aT = tp->temp(K * M, 0);  // db = a^T dy
-        detail::transpose(M, K, av, K, aT);
-        kernels::PackedMatrix& pd = tp->packed_scratch();
-        kt.pack_linear_t(N, M, yg, N, nullptr, pd);
-        kt.gemm(K, aT, M, pd, bg, N, kernels::Activation::none, true);
-      });
-      return y;
-    }
-  }
-  gemm_nn(M, N, K, av, bv, yv, true);
-  T* scratch = t.scratch_uninit(K * N);
-  t.on_backward([=] {
-    gemm_nt(M, K, N, yg, bv, ag, true, scratch);  // da = dy b^T
-    gemm_tn(K, N, M, av, yg, bg, true);           // db = a^T dy
-  });
-  return y;
+  return detail::matmul_into(t, a, b, y, true);
 }
 
 // ---- normalisation and attention -------------------------------------------------------
