@@ -1,19 +1,26 @@
 #!/usr/bin/env python3
 """Replaces a generated block of README.md with the output of a command.
 
-  tools/update-readme.py NAME -- COMMAND...   runs COMMAND, puts its stdout between
-  <!-- BEGIN NAME --> and <!-- END NAME --> in README.md. The figures in README come only from here.
+  tools/update-readme.py NAME [--fence] -- COMMAND...   runs COMMAND, puts its stdout between
+  <!-- BEGIN NAME --> and <!-- END NAME --> in README.md (--fence: inside a ``` code block).
+  The figures in README come only from here.
 """
 import pathlib
 import subprocess
 import sys
 
 def main() -> int:
-    if len(sys.argv) < 4 or sys.argv[2] != "--":
+    args = sys.argv[1:]
+    fence = len(args) > 1 and args[1] == "--fence"
+    if fence:
+        del args[1]
+    if len(args) < 3 or args[1] != "--":
         print(__doc__, file=sys.stderr)
         return 2
-    name, cmd = sys.argv[1], sys.argv[3:]
+    name, cmd = args[0], args[2:]
     out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True).stdout.strip()
+    if fence:
+        out = f"```\n{out}\n```"
     readme = pathlib.Path(__file__).resolve().parent.parent / "README.md"
     text = readme.read_text()
     begin, end = f"<!-- BEGIN {name} -->", f"<!-- END {name} -->"

@@ -42,3 +42,16 @@ if(FOFA_BUILD_EXAMPLES)
     COMMAND ${CMAKE_COMMAND} -DFOFA=$<TARGET_FILE:fofa-cli> -DWORK=${CMAKE_CURRENT_BINARY_DIR}/train_init_cli
             -P ${CMAKE_CURRENT_SOURCE_DIR}/train/init_check.cmake)
 endif()
+
+# The demo's controller separates its two kinds of synthetic users (a few seconds in Release; the
+# sanitizer build runs the demo but does not check where training lands).
+if(FOFA_BUILD_EXAMPLES)
+  set(_demo_outcome ON)
+  if(FOFA_SANITIZE)
+    set(_demo_outcome OFF)
+  endif()
+  add_test(NAME train_demo_controller
+    COMMAND ${CMAKE_COMMAND} -DFOFA=$<TARGET_FILE:fofa-cli> -DOUTCOME=${_demo_outcome}
+            -P ${CMAKE_CURRENT_SOURCE_DIR}/train/demo_check.cmake)
+  set_tests_properties(train_demo_controller PROPERTIES TIMEOUT 900)
+endif()

@@ -29,7 +29,7 @@
   X(train, "train", "fofa train DATA --config CONFIG.json --out MODEL.fofa [--resume] [--epochs N] [--threads N] [--json]", "train a model on an interaction file (SPEC 6)") \
   X(eval, "eval", "fofa eval MODEL DATA [--json] [--budget B] [--users N] [--no-full] [--finetune-steps S --finetune-lr LR]", "HR/NDCG@5/10/20, sampled and full ranking (SPEC 7)") \
   X(device_latency, "device-latency", "fofa device-latency MODEL DATA [--budget B] [--users N] [--repeat R] [--json]", "device request latency on real users' sub-models (SPEC 7)") \
-  X(demo, "demo", "fofa demo [DATA] [--epochs N] [--threads N] [--budget B]", "train a small Forward-OFA and simulate device sessions")
+  X(demo, "demo", "fofa demo [DATA] [--epochs N] [--threads N] [--budget B] [--lambda L] [--min-blocks 0|1] [--seed S]", "train a small Forward-OFA and simulate device sessions")
 
 namespace fofa::cli {
 #define FOFA_CLI_DECLARE(fn, spelling, usage, summary) int cmd_##fn(const std::vector<std::string>&, std::ostream&);
