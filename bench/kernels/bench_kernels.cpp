@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "fma_peaks.hpp"
 #include "fofa/kernels/kernels.hpp"
 
 #if defined(FOFA_BENCH_OPENBLAS)
@@ -24,17 +25,6 @@
 #include <Eigen/Core>
 #endif
 
-namespace fofa::bench {
-#if defined(FOFA_BENCH_AVX2)
-double fma_peak_gflops_avx2();
-#endif
-#if defined(FOFA_BENCH_AVX512)
-double fma_peak_gflops_avx512();
-#endif
-#if defined(FOFA_BENCH_NEON)
-double fma_peak_gflops_neon();
-#endif
-}  // namespace fofa::bench
 
 namespace {
 
@@ -188,17 +178,9 @@ int main(int argc, char** argv) {
 #endif
   benchmark::Initialize(&argc, argv);
 
-#if defined(FOFA_BENCH_AVX2)
-  if (fk::find_kernels("avx2")) g_peak["avx2"] = fofa::bench::fma_peak_gflops_avx2();
-#endif
-#if defined(FOFA_BENCH_AVX512)
-  if (fk::find_kernels("avx512")) g_peak["avx512"] = fofa::bench::fma_peak_gflops_avx512();
-#endif
-#if defined(FOFA_BENCH_NEON)
-  if (fk::find_kernels("neon")) g_peak["neon"] = fofa::bench::fma_peak_gflops_neon();
-#endif
+  g_peak = fofa::bench::fma_peaks();
   const fk::KernelTable* best = &fk::kernels();
-  g_best_peak = g_peak.count(best->name) ? g_peak[best->name] : 0.0;
+  g_best_peak = fofa::bench::selected_fma_peak_gflops(g_peak);
   std::fprintf(stderr, "fofa kernels: %s (FMA peak %.1f GFLOP/s)\n", best->name, g_best_peak);
 
   for (const auto& [name, gflops] : g_peak)

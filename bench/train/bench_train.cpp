@@ -4,6 +4,12 @@
 // step matches bench/train/compare_torch.py. Prints one JSON object; cpu_seconds_per_step_threads_N
 // is the process CPU time (getrusage) per timed step, to tell scaling from contention on a loaded
 // machine (2 threads with perfect scaling: same CPU per step as 1 thread, half the wall time).
+// model_gflop_per_step counts the step's model FLOPs the usual way, three times the forward's (the
+// backward computes two products per forward product): every block with DESIGN's c_k (QKV and out
+// projections, full n x n QK^T and AV, FFN), the mapper's low-rank products and heads, and the
+// scored dot products. Small vector work (LayerNorm, softmax, Adam) is not counted, and neither is
+// the backward fofa skips for blocks the mask dropped, so GFLOP/s is work done for the model, not
+// instructions executed. fma_peak_gflops: the measured one-core peak of the selected kernels.
 //   fofa-bench-train [--steps N] [--system forward_ofa|static] [--threads N]   (--threads: only that
 //   count, for profiling; default 1 and 2)
 #include <chrono>
@@ -14,6 +20,7 @@
 
 #include <sys/resource.h>
 
+#include "fma_peaks.hpp"
 #include "fofa/train/synthetic.hpp"
 #include "fofa/train/trainer.hpp"
 
@@ -25,6 +32,18 @@ static double cpu_seconds() {
   getrusage(RUSAGE_SELF, &u);
   return static_cast<double>(u.ru_utime.tv_sec + u.ru_stime.tv_sec) +
          1e-6 * static_cast<double>(u.ru_utime.tv_usec + u.ru_stime.tv_usec);
+}
+
+// Forward FLOPs of one training sequence of t rows (see the header), all blocks kept.
+static double forward_flops(const ModelConfig& c, double t, int negatives) {
+  const double d = static_cast<double>(c.d), f = static_cast<double>(c.ffn), L = static_cast<double>(c.blocks);
+  double block = 8 * t * d * d + 4 * t * t * d + 4 * t * d * f;  // c_k at n = t
+  if (c.mapper_on() && c.mapper.mode == MapperMode::lowrank) {
+    const double r = static_cast<double>(c.mapper.rank), q = static_cast<double>(c.mapper_code());
+    block += 4 * t * r * (d + f);             // (x U1) V1 and (h U2) V2
+    block += 2 * q * (d * r + f * r + d);     // the heads U1, U2 and the gate from the code
+  }
+  return L * block + 2 * t * d * (1.0 + negatives);  // + the positive and negative logits
 }
 
 int main(int argc, char** argv) {
@@ -46,6 +65,10 @@ int main(int argc, char** argv) {
   const auto syn = make_synthetic({.items = 23715, .users = 2048, .min_length = 53, .max_length = 53, .seed = 3});
   const SplitData data = split_leave_one_out(syn.data);
   nlohmann::json out = {{"system", system}, {"batch", 128}, {"rows_per_sequence", 50}, {"steps", steps}};
+  // Every sample has 50 rows (loss on all of them: the FLOPs of the forward do not depend on t0).
+  out["model_gflop_per_step"] = 128 * 3 * forward_flops(cfg, 50, TrainerOptions{}.negatives) * 1e-9;
+  out["fma_peak_gflops"] = fofa::bench::selected_fma_peak_gflops();
+  out["kernels"] = fofa::kernels::kernels().name;
   for (int threads : thread_counts) {
     TrainerOptions opt;
     opt.threads = threads;

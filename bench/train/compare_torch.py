@@ -4,7 +4,8 @@ usage: /usr/bin/python3 bench/train/compare_torch.py BUILD/bench/train/fofa-benc
 PyTorch runs a BATCHED Forward-OFA training step (the fair baseline: [B, n, d] tensors, per-user
 low-rank FFN corrections with bmm, straight-through Gumbel mask, BCE + sparsity + hinge, Adam)
 for the SPEC default model at batch 128 with full 50-row windows and a random session start t0,
-the same work as fofa-bench-train. Reports sequences per second.
+the same work as fofa-bench-train. Reports sequences per second, and model GFLOP/s (fofa-bench-train's FLOP count) as a percentage of
+the FMA peak fofa-bench-train measured.
 """
 import json
 import math
@@ -128,10 +129,25 @@ def main():
         row["speedup_1"] = row["fofa_1"] / row["torch_1"]
         row["speedup_2"] = row["fofa_2"] / row["torch_2"]
         row["fofa_scaling"] = row["fofa_2"] / row["fofa_1"]
+        # Model FLOPs per sequence (fofa-bench-train's count, the same model and shapes in both).
+        flop_per_seq = ours["model_gflop_per_step"] / B
+        peak = ours["fma_peak_gflops"]
+        for k in ("fofa_1", "fofa_2", "torch_1", "torch_2"):
+            row["gflops_" + k] = row[k] * flop_per_seq
+        row["model_gflop_per_step"], row["fma_peak_gflops"] = ours["model_gflop_per_step"], peak
         results[system] = row
         print(f"{system:12s} seq/s  fofa 1T {row['fofa_1']:7.1f}  2T {row['fofa_2']:7.1f}  | torch 1T "
               f"{row['torch_1']:7.1f}  2T {row['torch_2']:7.1f}  | speedup 1T {row['speedup_1']:.2f}x "
               f"2T {row['speedup_2']:.2f}x  fofa 2T/1T {row['fofa_scaling']:.2f}x")
+
+        def pct(k, cores):
+            return f"{row['gflops_' + k]:5.1f} ({100 * row['gflops_' + k] / (cores * peak):3.0f}%)" if peak else \
+                f"{row['gflops_' + k]:5.1f}"
+        print(f"{'':12s} GFLOP/s fofa 1T {pct('fofa_1', 1)} 2T {pct('fofa_2', 2)} | torch 1T {pct('torch_1', 1)} "
+              f"2T {pct('torch_2', 2)}")
+    peak = next(iter(results.values()))["fma_peak_gflops"]
+    print(f"GFLOP/s: model FLOPs ({next(iter(results.values()))['model_gflop_per_step']:.2f} GFLOP per Forward-OFA step, "
+          f"3x the forward) per second; (%): of the FMA peak measured in the same run, {peak:.1f} GFLOP/s per core")
     if "--json" in sys.argv:
         with open(sys.argv[sys.argv.index("--json") + 1], "w") as f:
             json.dump({"batch": B, "rows": N, "torch": torch.__version__, "results": results}, f, indent=2)
