@@ -7,9 +7,10 @@
 // model_gflop_per_step counts the step's model FLOPs the usual way, three times the forward's (the
 // backward computes two products per forward product): every block with DESIGN's c_k (QKV and out
 // projections, full n x n QK^T and AV, FFN), the mapper's low-rank products and heads, and the
-// scored dot products. Small vector work (LayerNorm, softmax, Adam) is not counted, and neither is
-// the backward fofa skips for blocks the mask dropped, so GFLOP/s is work done for the model, not
-// instructions executed. fma_peak_gflops: the measured one-core peak of the selected kernels.
+// scored dot products. Small vector work (LayerNorm, softmax, Adam) is not counted, and neither is the
+// work fofa skips (the backward of blocks the mask dropped, the last block's rows before the first
+// loss row), so GFLOP/s is work done for the model, the same count for PyTorch, not instructions
+// executed. fma_peak_gflops: the measured one-core peak of the selected kernels.
 //   fofa-bench-train [--steps N] [--system forward_ofa|static] [--threads N]   (--threads: only that
 //   count, for profiling; default 1 and 2)
 #include <chrono>

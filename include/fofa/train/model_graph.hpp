@@ -189,8 +189,8 @@ class TrainableModel {
                              /*deterministic=*/true);
     if (kept) kept->assign(st.mask_values.begin(), st.mask_values.end());
     generate(tape, st);
-    Var H = backbone(tape, st, 0.0, nullptr, /*skip_dropped=*/true);
-    const T* u = tape.value(H) + (t - 1) * cfg_.d;
+    Var H = backbone(tape, st, 0.0, nullptr, /*first_row=*/t - 1, /*skip_dropped=*/true);
+    const T* u = tape.value(H);
     const auto& E = params_[item_emb_].value;
     std::vector<float> out(candidates.size());
     for (std::size_t i = 0; i < candidates.size(); ++i) {
@@ -243,8 +243,7 @@ class TrainableModel {
                  Rng& drop) const {
     const index_t t = static_cast<index_t>(s.input.size());
     const index_t rows = t - s.loss_begin;
-    Var H = backbone(tape, st, rate, &drop);
-    Var U = autograd::slice_rows(tape, H, s.loss_begin, t);
+    Var U = backbone(tape, st, rate, &drop, s.loss_begin);
     Var pos_e = autograd::gather(tape, item_emb_, std::span<const std::int32_t>(s.positives));
     Var pos = autograd::rowwise_dot(tape, U, pos_e);
     Var loss = autograd::bce_with_logits_sum(tape, pos, T(1), static_cast<T>(w.positive));
@@ -464,31 +463,49 @@ class TrainableModel {
     return b;
   }
 
-  // The attention branch before its dropout (out projection included).
-  Var attention(Tape<T>& tape, index_t k, Var q_in, Var kv_in) const {
+  // Rows [first, rows) of x as a node sharing x's storage (gradients land in x's), or x itself.
+  static Var tail_rows(Tape<T>& tape, Var x, index_t first) {
+    if (first == 0) return x;
+    const index_t C = tape.cols(x);
+    return tape.alias(tape.rows(x) - first, C, tape.value(x) + first * C, tape.grad(x) + first * C);
+  }
+
+  // The attention branch before its dropout (out projection included), for query rows
+  // [first, rows) (keys and values: every row).
+  Var attention(Tape<T>& tape, index_t k, Var q_in, Var kv_in, index_t first) const {
     Var q = autograd::linear(tape, q_in, pb(tape, k, Slot::q_w), pb(tape, k, Slot::q_b));
     Var kk = autograd::linear(tape, kv_in, pb(tape, k, Slot::k_w), pb(tape, k, Slot::k_b));
     Var v = autograd::linear(tape, kv_in, pb(tape, k, Slot::v_w), pb(tape, k, Slot::v_b));
-    Var a = autograd::causal_attention(tape, q, kk, v, cfg_.heads);
+    Var a = tail_rows(tape, autograd::causal_attention(tape, q, kk, v, cfg_.heads), first);
     return autograd::linear(tape, a, pb(tape, k, Slot::out_w), pb(tape, k, Slot::out_b));
   }
 
+  // The output rows [first_row, t) of the backbone (t - first_row rows; the caller's loss or score
+  // reads no others). Every block computes all rows, except the last, whose rows before first_row
+  // only serve as keys and values: it runs its out projection, residuals and FFN on the tail alone.
   // drop: the sample's dropout key stream (nullptr when rate = 0).
-  Var backbone(Tape<T>& tape, const Structure& st, double rate, Rng* drop, bool skip_dropped = false) const {
+  Var backbone(Tape<T>& tape, const Structure& st, double rate, Rng* drop, index_t first_row,
+               bool skip_dropped = false) const {
     const T eps = static_cast<T>(cfg_.eps);
+    FOFA_CHECK(first_row >= 0 && first_row < tape.rows(st.x0), "backbone: first output row ", first_row, " of ",
+               tape.rows(st.x0));
     Var X = dropout(tape, st.x0, rate, drop);
+    bool trimmed = first_row == 0;
     for (index_t k = 0; k < cfg_.blocks; ++k) {
       // Evaluation needs no mask gradient, so a dropped block is not computed at all.
       const bool dropped = cfg_.controller.enabled && st.mask_values[static_cast<std::size_t>(k)] == T(0);
       if (skip_dropped && dropped) continue;
       const std::size_t block_begin = tape.closures();
+      // The last block keeps only the output rows after its attention.
+      const index_t first = k == cfg_.blocks - 1 ? first_row : 0;
+      auto tail = [&](Var x) { return tail_rows(tape, x, first); };
       auto ln = [&](Var x, int which) {
         return autograd::layernorm(tape, x, pb(tape, k, which == 1 ? Slot::ln1_w : Slot::ln2_w),
                                    pb(tape, k, which == 1 ? Slot::ln1_b : Slot::ln2_b), eps);
       };
       // Residual branches: base + dropout(branch) as one node each (the FFN gate folded in).
       auto attn = [&](Var base, Var q_in, Var kv_in) {
-        return residual(tape, base, attention(tape, k, q_in, kv_in), Var{}, rate, drop);
+        return residual(tape, tail(base), attention(tape, k, q_in, kv_in, first), Var{}, rate, drop);
       };
       auto feed = [&](Var base, Var x) {
         const Branch b = ffn(tape, st, k, x, rate, drop);
@@ -511,8 +528,10 @@ class TrainableModel {
       // A dropped block's output gets gradient 0 * dX: its backward would only add zeros (the mask's
       // own gradient <dX, out - X> comes from select_blend).
       if (dropped) tape.skip_backward(block_begin, tape.closures());
-      X = cfg_.controller.enabled ? autograd::select_blend(tape, st.mask, k, out, X) : out;
+      X = cfg_.controller.enabled ? autograd::select_blend(tape, st.mask, k, out, tail(X)) : out;
+      trimmed = trimmed || first > 0;
     }
+    if (!trimmed) X = tail_rows(tape, X, first_row);  // the last block was skipped (evaluation)
     if (cfg_.final_ln) X = autograd::layernorm(tape, X, p(tape, "final_ln.weight"), p(tape, "final_ln.bias"), eps);
     return X;
   }
