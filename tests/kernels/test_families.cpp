@@ -1,6 +1,6 @@
 // Every kernel family compiled into this binary and supported by the CPU, against the scalar
 // references, over odd shapes and every tail. Tolerances, per op:
-//   gemm none/relu, mul, relu          bit-exact (same FMA order as reference::linear)
+//   gemm, gemm_at none/relu, mul, relu bit-exact (same FMA order as reference::linear)
 //   gemm/gemv gelu, unary gelu/tanh/sigmoid   |d| <= 4e-6 * (1 + |ref|)  (SIMD erf/exp/tanh)
 //   gemv                               |d| <= 2e-6 * sum_k |x_k w_nk| + |b|  (k split over chains)
 //   layernorm, softmax, attention, dot_rows, add_scaled, gather   |d| <= 2e-5 * (1 + |ref|)
@@ -149,6 +149,52 @@ TEST_CASE("pack_linear_t (weight given transposed) gives gemm bit-exact to refer
                                      want.data(), ldy, Activation::none, accumulate);
             t->gemm(M, x.data(), ldx, p, y.data(), ldy, Activation::none, accumulate);
             REQUIRE(count_far(y.data(), want.data(), y.size(), 0.0f, 0.0f) == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm_at (left operand given transposed) is bit-exact to reference::linear over every M/N/K tail") {
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    for (index_t N : kColsN) {
+      for (index_t K : kDepthK) {
+        const index_t ldw = K + 1;
+        auto w = random_vec(static_cast<std::size_t>(N * ldw), static_cast<unsigned>(N * 29 + K));
+        auto b = random_vec(static_cast<std::size_t>(N), static_cast<unsigned>(N + 13));
+        const bool with_bias = (N + K) % 3 != 1;
+        PackedMatrix p;
+        t->pack_linear(N, K, w.data(), ldw, with_bias ? b.data() : nullptr, p);
+        for (index_t M : {0, 1, 2, 3, 5, 7, 8, 9, 13, 17, 31, 33, 50, 65, 129}) {
+          const index_t ldxt = M + 3, ldx = K + 2, ldy = N + 4;
+          auto xt = random_vec(static_cast<std::size_t>(std::max<index_t>(K, 1) * ldxt),
+                               static_cast<unsigned>(M * 11 + N * 5 + K));
+          std::vector<float> x(static_cast<std::size_t>(std::max<index_t>(M, 1) * ldx), 0.0f);  // x = xt^T
+          for (index_t m = 0; m < M; ++m)
+            for (index_t k = 0; k < K; ++k) x[static_cast<std::size_t>(m * ldx + k)] = xt[static_cast<std::size_t>(k * ldxt + m)];
+          for (Activation act : {Activation::none, Activation::relu}) {
+            for (bool accumulate : {false, true}) {
+              CAPTURE(M); CAPTURE(N); CAPTURE(K); CAPTURE(static_cast<int>(act)); CAPTURE(accumulate);
+              auto y = random_vec(static_cast<std::size_t>(std::max<index_t>(M, 1) * ldy), 55);
+              auto want = y;
+              reference::linear<float>(M, N, K, x.data(), ldx, w.data(), ldw, with_bias ? b.data() : nullptr,
+                                       want.data(), ldy, act, accumulate);
+              t->gemm_at(M, xt.data(), ldxt, p, y.data(), ldy, act, accumulate);
+              REQUIRE(count_far(y.data(), want.data(), y.size(), 0.0f, 0.0f) == 0);
+              if (M == 1) {  // a single row needs no row stride: ldxt == M is valid too
+                auto y1 = random_vec(y.size(), 55);
+                t->gemm_at(M, xt.data(), M, p, y1.data(), ldy, act, accumulate);
+                std::vector<float> x1(static_cast<std::size_t>(std::max<index_t>(K, 1)));
+                for (index_t k = 0; k < K; ++k) x1[static_cast<std::size_t>(k)] = xt[static_cast<std::size_t>(k)];
+                auto want1 = random_vec(y.size(), 55);
+                reference::linear<float>(M, N, K, x1.data(), K, w.data(), ldw, with_bias ? b.data() : nullptr,
+                                         want1.data(), ldy, act, accumulate);
+                REQUIRE(count_far(y1.data(), want1.data(), y1.size(), 0.0f, 0.0f) == 0);
+              }
+            }
           }
         }
       }

@@ -91,6 +91,11 @@ struct KernelTable {
   // W[n, k] = wt[k * ldwt + n]. The same packed layout as pack_linear of W, so gemm with it is
   // bit-exact to reference::linear with W (training uses it for dy W and a^T b products).
   void (*pack_linear_t)(index_t N, index_t K, const float* wt, index_t ldwt, const float* bias, PackedMatrix& out);
+  // gemm with the left operand given transposed: x[m, k] = xt[k * ldxt + m] (xt is x^T, [K, M]
+  // row-major, ldxt >= M). Same summation order as gemm, so bit-exact to reference::linear of x
+  // (training uses it for dy^T x and a^T dy without materialising the transpose).
+  void (*gemm_at)(index_t M, const float* xt, index_t ldxt, const PackedMatrix& w, float* y, index_t ldy,
+                  Activation act, bool accumulate);
 };
 
 // Header-only builds define these inline (fofa/kernels/select.hpp); dispatch builds define

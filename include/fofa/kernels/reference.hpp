@@ -93,6 +93,21 @@ void linear(index_t M, index_t N, index_t K, const T* x, index_t ldx, const T* w
   }
 }
 
+// linear() with x given transposed: x[m, k] = xt[k * ldxt + m] (xt is [K, M] row-major). The
+// same order as linear(), so both give identical results for the same x.
+template <class T>
+void linear_at(index_t M, index_t N, index_t K, const T* xt, index_t ldxt, const T* w, index_t ldw, const T* bias,
+               T* y, index_t ldy, Activation act = Activation::none, bool accumulate = false) {
+  for (index_t m = 0; m < M; ++m) {
+    for (index_t n = 0; n < N; ++n) {
+      T acc = bias ? bias[n] : T(0);
+      for (index_t k = 0; k < K; ++k) acc = std::fma(xt[k * ldxt + m], w[n * ldw + k], acc);
+      const T v = apply(act, acc);
+      y[m * ldy + n] = accumulate ? y[m * ldy + n] + v : v;
+    }
+  }
+}
+
 // General BLAS-style product for backward passes:
 // C[M,N] = alpha * op(A) op(B) + beta * C, op(A) is [M,K] (A stored [K,M] when trans_a),
 // op(B) is [K,N] (B stored [N,K] when trans_b). beta == 0 ignores C's old contents.
