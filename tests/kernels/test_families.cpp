@@ -1,6 +1,7 @@
 // Every kernel family compiled into this binary and supported by the CPU, against the scalar
 // references, over odd shapes and every tail. Tolerances, per op:
 //   gemm, gemm_at none/relu, mul, relu bit-exact (same FMA order as reference::linear)
+//   adam_update                        |d| <= 1e-6 * |ref| + tiny atol (FMAs in the SIMD families)
 //   gemm/gemv gelu, unary gelu/tanh/sigmoid   |d| <= 4e-6 * (1 + |ref|)  (SIMD erf/exp/tanh)
 //   gemv                               |d| <= 2e-6 * sum_k |x_k w_nk| + |b|  (k split over chains)
 //   layernorm, softmax, attention, dot_rows, add_scaled, gather   |d| <= 2e-5 * (1 + |ref|)
@@ -195,6 +196,55 @@ TEST_CASE("gemm_at (left operand given transposed) is bit-exact to reference::li
                 REQUIRE(count_far(y1.data(), want1.data(), y1.size(), 0.0f, 0.0f) == 0);
               }
             }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Not bit-exact: the SIMD families compute the moment updates b m + (1 - b) g and the L2 term
+// g + wd p as FMAs, which round once where the reference rounds twice (and the scalar table may
+// be contracted the same way by the compiler when built with -mfma).
+TEST_CASE("adam_update matches reference::adam_update over every tail, with and without weight decay") {
+  std::vector<index_t> sizes;
+  for (index_t n = 0; n <= 70; ++n) sizes.push_back(n);
+  sizes.push_back(4099);
+  struct Mode { float wd; bool decoupled; };
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    for (Mode mode : {Mode{0.0f, false}, Mode{0.01f, false}, Mode{0.05f, true}}) {
+      for (float grad_scale : {1.0f, 0.37f}) {
+        AdamArgs a;
+        a.grad_scale = grad_scale;
+        a.beta1 = 0.9f;
+        a.beta2 = 0.98f;
+        a.eps = 1e-8f;
+        a.lr = 1e-3f;
+        a.step_size = 1e-3f / (1.0f - 0.9f * 0.9f * 0.9f);  // step 3
+        a.sqrt_bc2 = std::sqrt(1.0f - 0.98f * 0.98f * 0.98f);
+        a.weight_decay = mode.wd;
+        a.decoupled = mode.decoupled;
+        for (index_t n : sizes) {
+          CAPTURE(n); CAPTURE(mode.wd); CAPTURE(mode.decoupled); CAPTURE(grad_scale);
+          const std::size_t len = static_cast<std::size_t>(n) + 3;  // 3 sentinels past the end
+          auto p = random_vec(len, static_cast<unsigned>(n + 1));
+          auto g = random_vec(len, static_cast<unsigned>(n + 2), -3.0f, 3.0f);
+          auto m = random_vec(len, static_cast<unsigned>(n + 3), -0.1f, 0.1f);
+          auto v = random_vec(len, static_cast<unsigned>(n + 4), 0.0f, 0.01f);
+          if (n > 1) v[1] = 0.0f, m[1] = 0.0f, g[1] = 0.0f;  // sqrt(0): the eps-only denominator
+          auto pw = p, mw = m, vw = v;
+          reference::adam_update<float>(n, pw.data(), g.data(), mw.data(), vw.data(), a);
+          t->adam_update(n, p.data(), g.data(), m.data(), v.data(), a);
+          // atol: m's two terms may cancel, so its error is an ulp of the terms, not of the sum
+          CHECK(count_far(m.data(), mw.data(), len, 1e-7f, 1e-6f) == 0);
+          CHECK(count_far(v.data(), vw.data(), len, 1e-12f, 1e-6f) == 0);
+          CHECK(count_far(p.data(), pw.data(), len, 1e-8f, 1e-6f) == 0);
+          for (std::size_t i = static_cast<std::size_t>(n); i < len; ++i) {  // untouched past n
+            CHECK(p[i] == pw[i]);
+            CHECK(m[i] == mw[i]);
+            CHECK(v[i] == vw[i]);
           }
         }
       }

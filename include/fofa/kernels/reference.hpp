@@ -257,4 +257,27 @@ void attention(index_t q_rows, index_t q_offset, index_t key_begin, index_t head
   }
 }
 
+// ---- optimiser ----
+
+// One Adam / AdamW step over n elements, exactly as kernel_table.hpp's AdamArgs describes (and
+// as autograd::Adam<T>::update computes it), each operation rounded separately.
+template <class T>
+void adam_update(index_t n, T* p, const T* g, T* m, T* v, const AdamArgs& a) {
+  const T gs = a.grad_scale, b1 = a.beta1, b2 = a.beta2, eps = a.eps, step_size = a.step_size;
+  const T sqrt_bc2 = a.sqrt_bc2, wd = a.weight_decay, decay = T(1) - T(a.lr) * wd;
+  const T one_b1 = T(1) - b1, one_b2 = T(1) - b2;
+  for (index_t k = 0; k < n; ++k) {
+    T gk = g[k] * gs;
+    if (wd != T(0)) {
+      if (a.decoupled)
+        p[k] *= decay;
+      else
+        gk += wd * p[k];
+    }
+    m[k] = b1 * m[k] + one_b1 * gk;
+    v[k] = b2 * v[k] + one_b2 * gk * gk;
+    p[k] -= step_size * m[k] / (std::sqrt(v[k]) / sqrt_bc2 + eps);
+  }
+}
+
 }  // namespace fofa::kernels::reference

@@ -612,6 +612,58 @@ inline void mul(index_t n, const float* a, const float* b, float* y) {
   if (i < n) store_part<Arch>(load_part<Arch>(a + i, n - i) * load_part<Arch>(b + i, n - i), y + i, n - i);
 }
 
+// One Adam step per lane, in reference::adam_update's order, with the moment updates and the L2
+// term as explicit FMAs (one rounding where the reference rounds twice; explicit so the result does
+// not depend on what the compiler contracts). g * grad_scale is always rounded on its own, so a
+// prescaled gradient with grad_scale 1 gives the same bits (the trainer's fused clipping relies on
+// it). xsimd's sqrt and division are correctly rounded like std::sqrt and /.
+template <class Arch, bool WD, bool Decoupled>
+inline void adam_lanes(Vec<Arch>& p, Vec<Arch> g, Vec<Arch>& m, Vec<Arch>& v, const AdamArgs& a) {
+  using V = Vec<Arch>;
+  V gk = g * V(a.grad_scale);
+  if constexpr (WD) {
+    if constexpr (Decoupled)
+      p = p * V(1.0f - a.lr * a.weight_decay);
+    else
+      gk = fmadd<Arch>(V(a.weight_decay), p, gk);
+  }
+  m = fmadd<Arch>(V(1.0f - a.beta1), gk, V(a.beta1) * m);
+  v = fmadd<Arch>(V(1.0f - a.beta2) * gk, gk, V(a.beta2) * v);
+  p = p - V(a.step_size) * m / (xsimd::sqrt(v) / V(a.sqrt_bc2) + V(a.eps));
+}
+
+template <class Arch, bool WD, bool Decoupled>
+inline void adam_span(index_t n, float* p, const float* g, float* m, float* v, const AdamArgs& a) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  index_t i = 0;
+  for (; i + W <= n; i += W) {
+    V pv = V::load_unaligned(p + i), mv = V::load_unaligned(m + i), vv = V::load_unaligned(v + i);
+    adam_lanes<Arch, WD, Decoupled>(pv, V::load_unaligned(g + i), mv, vv, a);
+    pv.store_unaligned(p + i);
+    mv.store_unaligned(m + i);
+    vv.store_unaligned(v + i);
+  }
+  if (i < n) {
+    const index_t r = n - i;
+    V pv = load_part<Arch>(p + i, r), mv = load_part<Arch>(m + i, r), vv = load_part<Arch>(v + i, r);
+    adam_lanes<Arch, WD, Decoupled>(pv, load_part<Arch>(g + i, r), mv, vv, a);  // padding lanes are dropped
+    store_part<Arch>(pv, p + i, r);
+    store_part<Arch>(mv, m + i, r);
+    store_part<Arch>(vv, v + i, r);
+  }
+}
+
+template <class Arch>
+inline void adam_update(index_t n, float* p, const float* g, float* m, float* v, const AdamArgs& a) {
+  if (a.weight_decay == 0.0f)
+    adam_span<Arch, false, false>(n, p, g, m, v, a);
+  else if (a.decoupled)
+    adam_span<Arch, true, true>(n, p, g, m, v, a);
+  else
+    adam_span<Arch, true, false>(n, p, g, m, v, a);
+}
+
 template <class Arch>
 inline void gather_rows(index_t rows, index_t d, const float* table, index_t ldt, const std::int32_t* ids,
                         float scale, const float* add, index_t lda, float* out, index_t ldo) {
@@ -871,7 +923,7 @@ template <class Arch>
 inline constexpr KernelTable table{Traits<Arch>::name, &pack_linear<Arch>, &gemm<Arch>,        &gemv<Arch>,
                                    &layernorm<Arch>,   &softmax_rows<Arch>, &unary<Arch>,      &add_scaled<Arch>,
                                    &mul<Arch>,         &gather_rows<Arch>,  &dot_rows<Arch>,   &attention<Arch>,
-                                   &pack_linear_t<Arch>, &gemm_at<Arch>};
+                                   &pack_linear_t<Arch>, &gemm_at<Arch>,    &adam_update<Arch>};
 
 template <class Arch>
 const KernelTable* family() {
