@@ -1,6 +1,7 @@
 // Every kernel family compiled into this binary and supported by the CPU, against the scalar
 // references, over odd shapes and every tail. Tolerances, per op:
-//   gemm none/relu, mul, relu          bit-exact (same FMA order as reference::linear)
+//   gemm, gemm_at none/relu, mul, relu bit-exact (same FMA order as reference::linear)
+//   adam_update                        |d| <= 1e-6 * |ref| + tiny atol (FMAs in the SIMD families)
 //   gemm/gemv gelu, unary gelu/tanh/sigmoid   |d| <= 4e-6 * (1 + |ref|)  (SIMD erf/exp/tanh)
 //   gemv                               |d| <= 2e-6 * sum_k |x_k w_nk| + |b|  (k split over chains)
 //   layernorm, softmax, attention, dot_rows, add_scaled, gather   |d| <= 2e-5 * (1 + |ref|)
@@ -149,6 +150,101 @@ TEST_CASE("pack_linear_t (weight given transposed) gives gemm bit-exact to refer
                                      want.data(), ldy, Activation::none, accumulate);
             t->gemm(M, x.data(), ldx, p, y.data(), ldy, Activation::none, accumulate);
             REQUIRE(count_far(y.data(), want.data(), y.size(), 0.0f, 0.0f) == 0);
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm_at (left operand given transposed) is bit-exact to reference::linear over every M/N/K tail") {
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    for (index_t N : kColsN) {
+      for (index_t K : kDepthK) {
+        const index_t ldw = K + 1;
+        auto w = random_vec(static_cast<std::size_t>(N * ldw), static_cast<unsigned>(N * 29 + K));
+        auto b = random_vec(static_cast<std::size_t>(N), static_cast<unsigned>(N + 13));
+        const bool with_bias = (N + K) % 3 != 1;
+        PackedMatrix p;
+        t->pack_linear(N, K, w.data(), ldw, with_bias ? b.data() : nullptr, p);
+        for (index_t M : {0, 1, 2, 3, 5, 7, 8, 9, 13, 17, 31, 33, 50, 65, 129}) {
+          const index_t ldxt = M + 3, ldx = K + 2, ldy = N + 4;
+          auto xt = random_vec(static_cast<std::size_t>(std::max<index_t>(K, 1) * ldxt),
+                               static_cast<unsigned>(M * 11 + N * 5 + K));
+          std::vector<float> x(static_cast<std::size_t>(std::max<index_t>(M, 1) * ldx), 0.0f);  // x = xt^T
+          for (index_t m = 0; m < M; ++m)
+            for (index_t k = 0; k < K; ++k) x[static_cast<std::size_t>(m * ldx + k)] = xt[static_cast<std::size_t>(k * ldxt + m)];
+          for (Activation act : {Activation::none, Activation::relu}) {
+            for (bool accumulate : {false, true}) {
+              CAPTURE(M); CAPTURE(N); CAPTURE(K); CAPTURE(static_cast<int>(act)); CAPTURE(accumulate);
+              auto y = random_vec(static_cast<std::size_t>(std::max<index_t>(M, 1) * ldy), 55);
+              auto want = y;
+              reference::linear<float>(M, N, K, x.data(), ldx, w.data(), ldw, with_bias ? b.data() : nullptr,
+                                       want.data(), ldy, act, accumulate);
+              t->gemm_at(M, xt.data(), ldxt, p, y.data(), ldy, act, accumulate);
+              REQUIRE(count_far(y.data(), want.data(), y.size(), 0.0f, 0.0f) == 0);
+              if (M == 1) {  // a single row needs no row stride: ldxt == M is valid too
+                auto y1 = random_vec(y.size(), 55);
+                t->gemm_at(M, xt.data(), M, p, y1.data(), ldy, act, accumulate);
+                std::vector<float> x1(static_cast<std::size_t>(std::max<index_t>(K, 1)));
+                for (index_t k = 0; k < K; ++k) x1[static_cast<std::size_t>(k)] = xt[static_cast<std::size_t>(k)];
+                auto want1 = random_vec(y.size(), 55);
+                reference::linear<float>(M, N, K, x1.data(), K, w.data(), ldw, with_bias ? b.data() : nullptr,
+                                         want1.data(), ldy, act, accumulate);
+                REQUIRE(count_far(y1.data(), want1.data(), y1.size(), 0.0f, 0.0f) == 0);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+// Not bit-exact: the SIMD families compute the moment updates b m + (1 - b) g and the L2 term
+// g + wd p as FMAs, which round once where the reference rounds twice (and the scalar table may
+// be contracted the same way by the compiler when built with -mfma).
+TEST_CASE("adam_update matches reference::adam_update over every tail, with and without weight decay") {
+  std::vector<index_t> sizes;
+  for (index_t n = 0; n <= 70; ++n) sizes.push_back(n);
+  sizes.push_back(4099);
+  struct Mode { float wd; bool decoupled; };
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    for (Mode mode : {Mode{0.0f, false}, Mode{0.01f, false}, Mode{0.05f, true}}) {
+      for (float grad_scale : {1.0f, 0.37f}) {
+        AdamArgs a;
+        a.grad_scale = grad_scale;
+        a.beta1 = 0.9f;
+        a.beta2 = 0.98f;
+        a.eps = 1e-8f;
+        a.lr = 1e-3f;
+        a.step_size = 1e-3f / (1.0f - 0.9f * 0.9f * 0.9f);  // step 3
+        a.sqrt_bc2 = std::sqrt(1.0f - 0.98f * 0.98f * 0.98f);
+        a.weight_decay = mode.wd;
+        a.decoupled = mode.decoupled;
+        for (index_t n : sizes) {
+          CAPTURE(n); CAPTURE(mode.wd); CAPTURE(mode.decoupled); CAPTURE(grad_scale);
+          const std::size_t len = static_cast<std::size_t>(n) + 3;  // 3 sentinels past the end
+          auto p = random_vec(len, static_cast<unsigned>(n + 1));
+          auto g = random_vec(len, static_cast<unsigned>(n + 2), -3.0f, 3.0f);
+          auto m = random_vec(len, static_cast<unsigned>(n + 3), -0.1f, 0.1f);
+          auto v = random_vec(len, static_cast<unsigned>(n + 4), 0.0f, 0.01f);
+          if (n > 1) v[1] = 0.0f, m[1] = 0.0f, g[1] = 0.0f;  // sqrt(0): the eps-only denominator
+          auto pw = p, mw = m, vw = v;
+          reference::adam_update<float>(n, pw.data(), g.data(), mw.data(), vw.data(), a);
+          t->adam_update(n, p.data(), g.data(), m.data(), v.data(), a);
+          // atol: m's two terms may cancel, so its error is an ulp of the terms, not of the sum
+          CHECK(count_far(m.data(), mw.data(), len, 1e-7f, 1e-6f) == 0);
+          CHECK(count_far(v.data(), vw.data(), len, 1e-12f, 1e-6f) == 0);
+          CHECK(count_far(p.data(), pw.data(), len, 1e-8f, 1e-6f) == 0);
+          for (std::size_t i = static_cast<std::size_t>(n); i < len; ++i) {  // untouched past n
+            CHECK(p[i] == pw[i]);
+            CHECK(m[i] == mw[i]);
+            CHECK(v[i] == vw[i]);
           }
         }
       }

@@ -620,18 +620,6 @@ Var mean_rows(Tape<T>& t, Var a) {
 // ---- GEMMs -----------------------------------------------------------------------------
 
 namespace detail {
-// out[n * M + m] = a[m * lda + n]: a [M, N] transposed into [N, M], 8 source rows at a time (each
-// output row gets 8 contiguous values; ~2x the 16 x 16 tiles it replaced at [50, 256]).
-FOFA_AUTOGRAD_CLONES inline void transpose(index_t M, index_t N, const float* __restrict a, index_t lda,
-                                           float* __restrict out) {
-  constexpr index_t tile = 8;
-  index_t m0 = 0;
-  for (; m0 + tile <= M; m0 += tile)
-    for (index_t n = 0; n < N; ++n)
-      for (index_t m = 0; m < tile; ++m) out[n * M + m0 + m] = a[(m0 + m) * lda + n];
-  for (index_t n = 0; n < N; ++n)
-    for (index_t m = m0; m < M; ++m) out[n * M + m] = a[m * lda + n];
-}
 // Products with at least this many rows use the packed SIMD GEMM (float); fewer rows (the
 // mapper's and controller's one-row products) stay in dot / axpy form.
 inline constexpr index_t kPackedGemmMinRows = 5;
@@ -639,7 +627,7 @@ inline constexpr index_t kPackedGemmMinRows = 5;
 
 // y = x W^T (+ b): x [M, K], W [N, K] (nn.Linear layout), b [1, N] or invalid Var.
 // float with M >= 5 rows: kernels::gemm with W packed (cached per step when the tape caches
-// parameter packs); dW = dy^T x runs as a GEMM over the M rows with dy transposed.
+// parameter packs); dW = dy^T x runs as a GEMM over the M rows reading dy transposed (gemm_at).
 template <class T>
 Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
   const index_t M = t.rows(x), K = t.cols(x), N = t.rows(w);
@@ -658,11 +646,9 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
       Tape<T>* tp = &t;
       t.on_backward([=] {
         kt.gemm(M, yg, N, tp->packed_weight(w, nullptr, true), xg, K, kernels::Activation::none, true);  // dx = dy W
-        float* dyT = tp->temp(N * M, 0);  // dW = dy^T x: rows of dy^T against x packed as [K, M]
-        detail::transpose(M, N, yg, N, dyT);
-        kernels::PackedMatrix& px = tp->packed_scratch();
+        kernels::PackedMatrix& px = tp->packed_scratch();  // dW = dy^T x: dy read transposed, x packed as [K, M]
         kt.pack_linear_t(K, M, xv, K, nullptr, px);
-        kt.gemm(N, dyT, M, px, wg, K, kernels::Activation::none, true);
+        kt.gemm_at(N, yg, N, px, wg, K, kernels::Activation::none, true);
         if (bg)
           for (index_t i = 0; i < M; ++i)
             for (index_t j = 0; j < N; ++j) bg[j] += yg[i * N + j];
@@ -713,11 +699,9 @@ Var matmul_into(Tape<T>& t, Var a, Var b, Var y, bool accumulate) {
       Tape<T>* tp = &t;
       t.on_backward([=] {
         kt.gemm(M, yg, N, tp->packed_weight(b, nullptr, false), ag, K, kernels::Activation::none, true);  // da = dy b^T
-        float* aT = tp->temp(K * M, 0);  // db = a^T dy: rows of a^T against dy packed as [M, N]
-        transpose(M, K, av, K, aT);
-        kernels::PackedMatrix& pd = tp->packed_scratch();
+        kernels::PackedMatrix& pd = tp->packed_scratch();  // db = a^T dy: a read transposed, dy packed as [M, N]
         kt.pack_linear_t(N, M, yg, N, nullptr, pd);
-        kt.gemm(K, aT, M, pd, bg, N, kernels::Activation::none, true);
+        kt.gemm_at(K, av, K, pd, bg, N, kernels::Activation::none, true);
       });
       return y;
     }
@@ -868,7 +852,6 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
     t.on_backward([=] {
       kernels::PackedMatrix& pb = tp->packed_scratch();
       float* dS = tp->temp(R * R, 1);
-      float* tr = tp->temp(R * R, 2);
       for (index_t h = 0; h < heads; ++h) {
         const index_t o = h * dh;
         const float* Ph = P + h * R * R;
@@ -882,14 +865,12 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
           for (index_t j = 0; j <= i; ++j) ds[j] = p[j] * (ds[j] - dot) * sc;
           for (index_t j = i + 1; j < R; ++j) ds[j] = 0.0f;
         }
-        detail::transpose(R, R, Ph, R, tr);  // dV += P^T dY
-        kt.pack_linear_t(dh, R, yg + o, D, nullptr, pb);
-        kt.gemm(R, tr, R, pb, vg + o, D, kernels::Activation::none, true);
+        kt.pack_linear_t(dh, R, yg + o, D, nullptr, pb);  // dV += P^T dY
+        kt.gemm_at(R, Ph, R, pb, vg + o, D, kernels::Activation::none, true);
         kt.pack_linear_t(dh, R, kv + o, D, nullptr, pb);  // dQ += dS K
         kt.gemm(R, dS, R, pb, qg + o, D, kernels::Activation::none, true);
-        detail::transpose(R, R, dS, R, tr);  // dK += dS^T Q
-        kt.pack_linear_t(dh, R, qv + o, D, nullptr, pb);
-        kt.gemm(R, tr, R, pb, kg + o, D, kernels::Activation::none, true);
+        kt.pack_linear_t(dh, R, qv + o, D, nullptr, pb);  // dK += dS^T Q
+        kt.gemm_at(R, dS, R, pb, kg + o, D, kernels::Activation::none, true);
       }
     });
     return y;

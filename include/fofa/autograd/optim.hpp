@@ -6,12 +6,16 @@
 // exactly as torch.optim.Adam(W) computes it, so 10 steps match PyTorch. Embedding tables are
 // updated densely (their moments decay every step), as PyTorch does for nn.Embedding(sparse=False).
 // The state (moments, step count) is plain data so checkpoints can save and restore it.
+// Adam<float> runs the update through the kernel table's adam_update (SIMD sqrt and division);
+// Adam<double> keeps the plain loop (same formula, no kernel family for double).
 #pragma once
 
 #include <cmath>
+#include <type_traits>
 #include <vector>
 
 #include "fofa/autograd/tape.hpp"
+#include "fofa/kernels/kernel_table.hpp"
 
 namespace fofa::autograd {
 
@@ -63,17 +67,32 @@ class Adam {
     const T* g = grads.data(i);
     T* m = m_[static_cast<std::size_t>(i)].data();
     T* v = v_[static_cast<std::size_t>(i)].data();
-    for (std::size_t k = begin; k < end; ++k) {
-      T gk = g[k] * grad_scale;
-      if (wd != T(0)) {
-        if (opt_.decoupled)
-          p[k] *= T(1) - lr * wd;
-        else
-          gk += wd * p[k];
+    if constexpr (std::is_same_v<T, float>) {  // the same arithmetic, vectorised (sqrt and / included)
+      if (end <= begin) return;
+      kernels::AdamArgs a;
+      a.grad_scale = grad_scale;
+      a.beta1 = b1;
+      a.beta2 = b2;
+      a.eps = eps;
+      a.step_size = step_size;
+      a.sqrt_bc2 = sqrt_bc2;
+      a.lr = lr;
+      a.weight_decay = wd;
+      a.decoupled = opt_.decoupled;
+      kernels::kernels().adam_update(static_cast<index_t>(end - begin), p + begin, g + begin, m + begin, v + begin, a);
+    } else {
+      for (std::size_t k = begin; k < end; ++k) {  // double (gradient checks): the plain loop
+        T gk = g[k] * grad_scale;
+        if (wd != T(0)) {
+          if (opt_.decoupled)
+            p[k] *= T(1) - lr * wd;
+          else
+            gk += wd * p[k];
+        }
+        m[k] = b1 * m[k] + (T(1) - b1) * gk;
+        v[k] = b2 * v[k] + (T(1) - b2) * gk * gk;
+        p[k] -= step_size * m[k] / (std::sqrt(v[k]) / sqrt_bc2 + eps);
       }
-      m[k] = b1 * m[k] + (T(1) - b1) * gk;
-      v[k] = b2 * v[k] + (T(1) - b2) * gk * gk;
-      p[k] -= step_size * m[k] / (std::sqrt(v[k]) / sqrt_bc2 + eps);
     }
   }
 

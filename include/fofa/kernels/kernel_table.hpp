@@ -55,6 +55,20 @@ inline index_t attention_scratch_floats(index_t max_keys) {
   return aligned_count<float>(max_keys) * (kAttentionFastHeadDim + kAttentionRowBlock) + 64;
 }
 
+// One Adam / AdamW step over contiguous elements (the per-step constants of
+// autograd::Adam::begin_step, in float). Per element, in this order:
+//   g' = g * grad_scale; decoupled ? p *= 1 - lr * weight_decay : g' += weight_decay * p
+//     (neither when weight_decay == 0);
+//   m = beta1 m + (1 - beta1) g';  v = beta2 v + (1 - beta2) g' g';
+//   p -= step_size * m / (sqrt(v) / sqrt_bc2 + eps)
+struct AdamArgs {
+  float grad_scale = 1.0f, beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+  float step_size = 0.0f;  // lr / (1 - beta1^t)
+  float sqrt_bc2 = 1.0f;   // sqrt(1 - beta2^t)
+  float lr = 0.0f, weight_decay = 0.0f;
+  bool decoupled = false;  // true: AdamW
+};
+
 struct KernelTable {
   const char* name;  // "scalar", "avx2", "avx512", "neon"
 
@@ -91,6 +105,14 @@ struct KernelTable {
   // W[n, k] = wt[k * ldwt + n]. The same packed layout as pack_linear of W, so gemm with it is
   // bit-exact to reference::linear with W (training uses it for dy W and a^T b products).
   void (*pack_linear_t)(index_t N, index_t K, const float* wt, index_t ldwt, const float* bias, PackedMatrix& out);
+  // gemm with the left operand given transposed: x[m, k] = xt[k * ldxt + m] (xt is x^T, [K, M]
+  // row-major, ldxt >= M). Same summation order as gemm, so bit-exact to reference::linear of x
+  // (training uses it for dy^T x and a^T dy without materialising the transpose).
+  void (*gemm_at)(index_t M, const float* xt, index_t ldxt, const PackedMatrix& w, float* y, index_t ldy,
+                  Activation act, bool accumulate);
+  // Adam update of n contiguous parameters p with gradients g and moments m, v (see AdamArgs).
+  // Not bit-exact across families: SIMD families may contract the moment updates into FMAs.
+  void (*adam_update)(index_t n, float* p, const float* g, float* m, float* v, const AdamArgs& a);
 };
 
 // Header-only builds define these inline (fofa/kernels/select.hpp); dispatch builds define

@@ -93,6 +93,21 @@ void linear(index_t M, index_t N, index_t K, const T* x, index_t ldx, const T* w
   }
 }
 
+// linear() with x given transposed: x[m, k] = xt[k * ldxt + m] (xt is [K, M] row-major). The
+// same order as linear(), so both give identical results for the same x.
+template <class T>
+void linear_at(index_t M, index_t N, index_t K, const T* xt, index_t ldxt, const T* w, index_t ldw, const T* bias,
+               T* y, index_t ldy, Activation act = Activation::none, bool accumulate = false) {
+  for (index_t m = 0; m < M; ++m) {
+    for (index_t n = 0; n < N; ++n) {
+      T acc = bias ? bias[n] : T(0);
+      for (index_t k = 0; k < K; ++k) acc = std::fma(xt[k * ldxt + m], w[n * ldw + k], acc);
+      const T v = apply(act, acc);
+      y[m * ldy + n] = accumulate ? y[m * ldy + n] + v : v;
+    }
+  }
+}
+
 // General BLAS-style product for backward passes:
 // C[M,N] = alpha * op(A) op(B) + beta * C, op(A) is [M,K] (A stored [K,M] when trans_a),
 // op(B) is [K,N] (B stored [N,K] when trans_b). beta == 0 ignores C's old contents.
@@ -239,6 +254,29 @@ void attention(index_t q_rows, index_t q_offset, index_t key_begin, index_t head
         for (index_t c = 0; c < head_dim; ++c) o[c] += p * v[j * ldv + c0 + c];
       }
     }
+  }
+}
+
+// ---- optimiser ----
+
+// One Adam / AdamW step over n elements, exactly as kernel_table.hpp's AdamArgs describes (and
+// as autograd::Adam<T>::update computes it), each operation rounded separately.
+template <class T>
+void adam_update(index_t n, T* p, const T* g, T* m, T* v, const AdamArgs& a) {
+  const T gs = a.grad_scale, b1 = a.beta1, b2 = a.beta2, eps = a.eps, step_size = a.step_size;
+  const T sqrt_bc2 = a.sqrt_bc2, wd = a.weight_decay, decay = T(1) - T(a.lr) * wd;
+  const T one_b1 = T(1) - b1, one_b2 = T(1) - b2;
+  for (index_t k = 0; k < n; ++k) {
+    T gk = g[k] * gs;
+    if (wd != T(0)) {
+      if (a.decoupled)
+        p[k] *= decay;
+      else
+        gk += wd * p[k];
+    }
+    m[k] = b1 * m[k] + one_b1 * gk;
+    v[k] = b2 * v[k] + one_b2 * gk * gk;
+    p[k] -= step_size * m[k] / (std::sqrt(v[k]) / sqrt_bc2 + eps);
   }
 }
 

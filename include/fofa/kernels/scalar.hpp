@@ -38,13 +38,19 @@ inline void gather_rows(index_t rows, index_t d, const float* table, index_t ldt
 inline void dot_rows(index_t rows, index_t d, const float* u, const float* m, index_t ldm, float* out) {
   reference::dot_rows<float>(rows, d, u, m, ldm, out);
 }
+inline void gemm_at(index_t M, const float* xt, index_t ldxt, const PackedMatrix& w, float* y, index_t ldy,
+                    Activation act, bool accumulate);
+inline void adam_update(index_t n, float* p, const float* g, float* m, float* v, const AdamArgs& a) {
+  reference::adam_update<float>(n, p, g, m, v, a);
+}
 inline void attention(const AttentionArgs& a) {
   reference::attention<float>(a.q_rows, a.q_offset, a.key_begin, a.heads, a.head_dim, a.q, a.ldq, a.k, a.ldk, a.v,
                               a.ldv, a.out, a.ldo, a.scale, a.scratch);
 }
 
 inline constexpr KernelTable table{"scalar", &pack_linear, &gemm, &gemv, &layernorm, &softmax_rows, &unary,
-                                   &add_scaled, &mul, &gather_rows, &dot_rows, &attention, &pack_linear_t};
+                                   &add_scaled, &mul, &gather_rows, &dot_rows, &attention, &pack_linear_t,
+                                   &gemm_at, &adam_update};
 
 inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const float* bias, PackedMatrix& out) {
   if (out.data.size() < N * K + N) out.data.resize(N * K + N);  // grows only: repacks reuse the buffer
@@ -72,6 +78,14 @@ inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, 
   if (w.family != &table) throw Error("fofa: scalar gemm given a matrix packed by another kernel family");
   const float* wd = w.data.data();
   reference::linear<float>(M, w.N, w.K, x, ldx, wd, w.K, wd ? wd + w.N * w.K : nullptr, y, ldy, act, accumulate);
+}
+
+inline void gemm_at(index_t M, const float* xt, index_t ldxt, const PackedMatrix& w, float* y, index_t ldy,
+                    Activation act, bool accumulate) {
+  if (w.family != &table) throw Error("fofa: scalar gemm_at given a matrix packed by another kernel family");
+  const float* wd = w.data.data();
+  reference::linear_at<float>(M, w.N, w.K, xt, ldxt, wd, w.K, wd ? wd + w.N * w.K : nullptr, y, ldy, act,
+                              accumulate);
 }
 
 }  // namespace fofa::kernels::scalar

@@ -31,11 +31,19 @@
 
 #define FOFA_KERNELS_HAVE_SIMD 1
 
-// GCC 12 reports _mm512_undefined_ps() inside its own AVX-512 intrinsics as "may be used
-// uninitialized" (a false positive) wherever they are inlined into this file.
+// GCC 12 reports _mm512_undefined_ps() inside its own AVX-512 intrinsics as "(may be) used
+// uninitialized" (a false positive) wherever they are inlined into this file; which of the two
+// it says depends on inlining decisions (hsums inlined into attention).
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define FOFA_KERNELS_ALWAYS_INLINE __attribute__((always_inline))
+#else
+#define FOFA_KERNELS_ALWAYS_INLINE
 #endif
 
 namespace fofa::kernels::simd {
@@ -162,9 +170,11 @@ inline Vec<Arch> activate(Vec<Arch> v, Activation act) {
   return v;
 }
 
-// Applies act, adds the old y when accumulating, and stores n_valid columns of one row.
+// Applies act, adds the old y when accumulating, and stores n_valid columns of one row. Always
+// inlined: called out of line, the micro-kernel spills its accumulators around each call (GCC 12
+// stopped inlining it once the tiles were instantiated per x layout: ~5% on 64-wide GEMMs).
 template <class Arch, int NV>
-inline void store_row(const Vec<Arch>* c, float* y, index_t n_valid, Activation act, bool accumulate) {
+FOFA_KERNELS_ALWAYS_INLINE inline void store_row(const Vec<Arch>* c, float* y, index_t n_valid, Activation act, bool accumulate) {
   using V = Vec<Arch>;
   constexpr int W = Traits<Arch>::W;
 #pragma GCC unroll 8
@@ -182,12 +192,20 @@ inline void store_row(const Vec<Arch>* c, float* y, index_t n_valid, Activation 
   }
 }
 
-// y[MR, n_valid] = act(bias + x[MR, K] b[K, NV*W]) (+ y); b rows ldb apart; bias nullptr = 0.
-template <class Arch, int MR, int NV>
-inline void gemm_tile(index_t K, const float* x, index_t ldx, const float* b, index_t ldb, const float* bias, float* y,
-                      index_t ldy, index_t n_valid, Activation act, bool accumulate) {
+// x operand layouts of the micro-kernel, fixed at compile time so the addressing is as cheap as
+// with a single leading dimension: row-major (column stride 1), column-major (row stride 1, the
+// transposed operand of gemm_at), or any two strides.
+enum class XLayout { rows, cols, strided };
+
+// y[MR, n_valid] = act(bias + x[MR, K] b[K, NV*W]) (+ y); x[i, k] = x[i * rsx + k * csx]; b rows
+// ldb apart; bias nullptr = 0.
+template <class Arch, int MR, int NV, XLayout L>
+inline void gemm_tile(index_t K, const float* x, index_t rsx, index_t csx, const float* b, index_t ldb,
+                             const float* bias, float* y, index_t ldy, index_t n_valid, Activation act,
+                             bool accumulate) {
   using V = Vec<Arch>;
   constexpr int W = Traits<Arch>::W;
+  const index_t rs = L == XLayout::cols ? 1 : rsx, cs = L == XLayout::rows ? 1 : csx;
   V c[MR][NV];
 #pragma GCC unroll 8
   for (int j = 0; j < NV; ++j) {
@@ -201,7 +219,7 @@ inline void gemm_tile(index_t K, const float* x, index_t ldx, const float* b, in
     for (int j = 0; j < NV; ++j) bv[j] = V::load_unaligned(b + k * ldb + j * W);
 #pragma GCC unroll 8
     for (int i = 0; i < MR; ++i) {
-      const V a(x[i * ldx + k]);
+      const V a(x[i * rs + k * cs]);
 #pragma GCC unroll 8
       for (int j = 0; j < NV; ++j) c[i][j] = fmadd<Arch>(a, bv[j], c[i][j]);
     }
@@ -210,19 +228,20 @@ inline void gemm_tile(index_t K, const float* x, index_t ldx, const float* b, in
   for (int i = 0; i < MR; ++i) store_row<Arch, NV>(c[i], y + i * ldy, n_valid, act, accumulate);
 }
 
-template <class Arch, int NV, int MR = 1>
-inline void gemm_tile_rows(index_t mr, index_t K, const float* x, index_t ldx, const float* b, index_t ldb,
-                           const float* bias, float* y, index_t ldy, index_t n_valid, Activation act,
+template <class Arch, int NV, XLayout L, int MR = 1>
+inline void gemm_tile_rows(index_t mr, index_t K, const float* x, index_t rsx, index_t csx, const float* b,
+                           index_t ldb, const float* bias, float* y, index_t ldy, index_t n_valid, Activation act,
                            bool accumulate) {
   if constexpr (MR <= Traits<Arch>::mr_max(NV)) {
-    if (mr == MR) return gemm_tile<Arch, MR, NV>(K, x, ldx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
-    gemm_tile_rows<Arch, NV, MR + 1>(mr, K, x, ldx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
+    if (mr == MR)
+      return gemm_tile<Arch, MR, NV, L>(K, x, rsx, csx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
+    gemm_tile_rows<Arch, NV, L, MR + 1>(mr, K, x, rsx, csx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
   }
 }
 
 // All M rows against one panel of NV vectors, in near-equal tiles of at most mr_max(NV) rows.
-template <class Arch, int NV>
-inline void gemm_panel(index_t M, index_t K, const float* x, index_t ldx, const float* b, index_t ldb,
+template <class Arch, int NV, XLayout L>
+inline void gemm_panel(index_t M, index_t K, const float* x, index_t rsx, index_t csx, const float* b, index_t ldb,
                        const float* bias, float* y, index_t ldy, index_t n_valid, Activation act, bool accumulate) {
   constexpr index_t mrx = Traits<Arch>::mr_max(NV);
   if (M <= 0) return;
@@ -231,18 +250,36 @@ inline void gemm_panel(index_t M, index_t K, const float* x, index_t ldx, const 
   index_t m = 0;
   for (index_t t = 0; t < tiles; ++t) {
     const index_t mr = base + (t < extra ? 1 : 0);
-    gemm_tile_rows<Arch, NV>(mr, K, x + m * ldx, ldx, b, ldb, bias, y + m * ldy, ldy, n_valid, act, accumulate);
+    gemm_tile_rows<Arch, NV, L>(mr, K, x + m * rsx, rsx, csx, b, ldb, bias, y + m * ldy, ldy, n_valid, act,
+                                accumulate);
     m += mr;
   }
 }
 
-template <class Arch, int NV = 1>
-inline void gemm_panel_nv(int nv, index_t M, index_t K, const float* x, index_t ldx, const float* b, index_t ldb,
-                          const float* bias, float* y, index_t ldy, index_t n_valid, Activation act, bool accumulate) {
+template <class Arch, XLayout L, int NV = 1>
+inline void gemm_panel_nv_layout(int nv, index_t M, index_t K, const float* x, index_t rsx, index_t csx,
+                                 const float* b, index_t ldb, const float* bias, float* y, index_t ldy,
+                                 index_t n_valid, Activation act, bool accumulate) {
   if constexpr (NV <= Traits<Arch>::nv_max) {
-    if (nv == NV) return gemm_panel<Arch, NV>(M, K, x, ldx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
-    gemm_panel_nv<Arch, NV + 1>(nv, M, K, x, ldx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
+    if (nv == NV) return gemm_panel<Arch, NV, L>(M, K, x, rsx, csx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
+    gemm_panel_nv_layout<Arch, L, NV + 1>(nv, M, K, x, rsx, csx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
   }
+}
+
+// y[M, n_valid] = act(bias + x[M, K] b[K, nv*W]) (+ y) for one panel of nv vectors, with
+// x[m, k] = x[m * rsx + k * csx]: (ldx, 1) for a row-major x, (1, ldxt) for x given transposed.
+// The layout is chosen here, once, so every micro-tile is compiled for its strides.
+template <class Arch>
+inline void gemm_panel_nv(int nv, index_t M, index_t K, const float* x, index_t rsx, index_t csx, const float* b,
+                          index_t ldb, const float* bias, float* y, index_t ldy, index_t n_valid, Activation act,
+                          bool accumulate) {
+  if (csx == 1)
+    gemm_panel_nv_layout<Arch, XLayout::rows>(nv, M, K, x, rsx, 1, b, ldb, bias, y, ldy, n_valid, act, accumulate);
+  else if (rsx == 1)
+    gemm_panel_nv_layout<Arch, XLayout::cols>(nv, M, K, x, 1, csx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
+  else
+    gemm_panel_nv_layout<Arch, XLayout::strided>(nv, M, K, x, rsx, csx, b, ldb, bias, y, ldy, n_valid, act,
+                                                 accumulate);
 }
 
 template <class Arch>
@@ -286,9 +323,10 @@ inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, c
   out.family = family<Arch>();
 }
 
+// y = act(x W^T + b) (+ y) with x[m, k] = x[m * rsx + k * csx].
 template <class Arch>
-inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, float* y, index_t ldy, Activation act,
-                 bool accumulate) {
+inline void gemm_strided(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, float* y,
+                         index_t ldy, Activation act, bool accumulate) {
   if (w.family != family<Arch>()) detail::throw_foreign_matrix(Traits<Arch>::name);
   constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
   const index_t K = w.K, N = w.N;
@@ -296,8 +334,21 @@ inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, 
     const index_t nr = N - n0 < NR ? N - n0 : NR;
     const int nv = static_cast<int>((nr + W - 1) / W);
     const float* panel = w.data.data() + (n0 / NR) * (K + 1) * NR;
-    gemm_panel_nv<Arch>(nv, M, K, x, ldx, panel, nv * W, panel + K * nv * W, y + n0, ldy, nr, act, accumulate);
+    gemm_panel_nv<Arch>(nv, M, K, x, rsx, csx, panel, nv * W, panel + K * nv * W, y + n0, ldy, nr, act, accumulate);
   }
+}
+
+template <class Arch>
+inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, float* y, index_t ldy, Activation act,
+                 bool accumulate) {
+  gemm_strided<Arch>(M, x, ldx, 1, w, y, ldy, act, accumulate);
+}
+
+// x given transposed: x[m, k] = xt[k * ldxt + m]. Each k step of a tile reads MR contiguous floats.
+template <class Arch>
+inline void gemm_at(index_t M, const float* xt, index_t ldxt, const PackedMatrix& w, float* y, index_t ldy,
+                    Activation act, bool accumulate) {
+  gemm_strided<Arch>(M, xt, 1, ldxt, w, y, ldy, act, accumulate);
 }
 
 // One row against one panel, k split over CH accumulator chains summed pairwise at the end.
@@ -561,6 +612,58 @@ inline void mul(index_t n, const float* a, const float* b, float* y) {
   if (i < n) store_part<Arch>(load_part<Arch>(a + i, n - i) * load_part<Arch>(b + i, n - i), y + i, n - i);
 }
 
+// One Adam step per lane, in reference::adam_update's order, with the moment updates and the L2
+// term as explicit FMAs (one rounding where the reference rounds twice; explicit so the result does
+// not depend on what the compiler contracts). g * grad_scale is always rounded on its own, so a
+// prescaled gradient with grad_scale 1 gives the same bits (the trainer's fused clipping relies on
+// it). xsimd's sqrt and division are correctly rounded like std::sqrt and /.
+template <class Arch, bool WD, bool Decoupled>
+inline void adam_lanes(Vec<Arch>& p, Vec<Arch> g, Vec<Arch>& m, Vec<Arch>& v, const AdamArgs& a) {
+  using V = Vec<Arch>;
+  V gk = g * V(a.grad_scale);
+  if constexpr (WD) {
+    if constexpr (Decoupled)
+      p = p * V(1.0f - a.lr * a.weight_decay);
+    else
+      gk = fmadd<Arch>(V(a.weight_decay), p, gk);
+  }
+  m = fmadd<Arch>(V(1.0f - a.beta1), gk, V(a.beta1) * m);
+  v = fmadd<Arch>(V(1.0f - a.beta2) * gk, gk, V(a.beta2) * v);
+  p = p - V(a.step_size) * m / (xsimd::sqrt(v) / V(a.sqrt_bc2) + V(a.eps));
+}
+
+template <class Arch, bool WD, bool Decoupled>
+inline void adam_span(index_t n, float* p, const float* g, float* m, float* v, const AdamArgs& a) {
+  using V = Vec<Arch>;
+  constexpr index_t W = Traits<Arch>::W;
+  index_t i = 0;
+  for (; i + W <= n; i += W) {
+    V pv = V::load_unaligned(p + i), mv = V::load_unaligned(m + i), vv = V::load_unaligned(v + i);
+    adam_lanes<Arch, WD, Decoupled>(pv, V::load_unaligned(g + i), mv, vv, a);
+    pv.store_unaligned(p + i);
+    mv.store_unaligned(m + i);
+    vv.store_unaligned(v + i);
+  }
+  if (i < n) {
+    const index_t r = n - i;
+    V pv = load_part<Arch>(p + i, r), mv = load_part<Arch>(m + i, r), vv = load_part<Arch>(v + i, r);
+    adam_lanes<Arch, WD, Decoupled>(pv, load_part<Arch>(g + i, r), mv, vv, a);  // padding lanes are dropped
+    store_part<Arch>(pv, p + i, r);
+    store_part<Arch>(mv, m + i, r);
+    store_part<Arch>(vv, v + i, r);
+  }
+}
+
+template <class Arch>
+inline void adam_update(index_t n, float* p, const float* g, float* m, float* v, const AdamArgs& a) {
+  if (a.weight_decay == 0.0f)
+    adam_span<Arch, false, false>(n, p, g, m, v, a);
+  else if (a.decoupled)
+    adam_span<Arch, true, true>(n, p, g, m, v, a);
+  else
+    adam_span<Arch, true, false>(n, p, g, m, v, a);
+}
+
 template <class Arch>
 inline void gather_rows(index_t rows, index_t d, const float* table, index_t ldt, const std::int32_t* ids,
                         float scale, const float* add, index_t lda, float* out, index_t ldo) {
@@ -777,7 +880,7 @@ inline void attention_head_blocked(const AttentionArgs& a, index_t c0) {
     const index_t jend = (last + 1 + W - 1) / W * W;
     for (index_t j = kb0; j < jend; j += NR) {
       const index_t n = jend - j < NR ? jend - j : NR;
-      gemm_panel_nv<Arch>(static_cast<int>(n / W), rows, dh, a.q + i0 * a.ldq + c0, a.ldq, kt + j, lp, nullptr,
+      gemm_panel_nv<Arch>(static_cast<int>(n / W), rows, dh, a.q + i0 * a.ldq + c0, a.ldq, 1, kt + j, lp, nullptr,
                           sc + j, lp, n, Activation::none, false);
     }
     float inv_sum[kAttentionRowBlock];
@@ -795,7 +898,7 @@ inline void attention_head_blocked(const AttentionArgs& a, index_t c0) {
     }
     for (index_t c = 0; c < dh; c += NR) {  // O = P V, V read in place
       const index_t n = dh - c < NR ? dh - c : NR;
-      gemm_panel_nv<Arch>(static_cast<int>(n / W), rows, last + 1 - kb, sc + kb, lp, a.v + kb * a.ldv + c0 + c,
+      gemm_panel_nv<Arch>(static_cast<int>(n / W), rows, last + 1 - kb, sc + kb, lp, 1, a.v + kb * a.ldv + c0 + c,
                           a.ldv, nullptr, a.out + i0 * a.ldo + c0 + c, a.ldo, n, Activation::none, false);
     }
     for (index_t i = 0; i < rows; ++i) scale_row<Arch>(a.out + (i0 + i) * a.ldo + c0, dh, inv_sum[i]);
@@ -820,7 +923,7 @@ template <class Arch>
 inline constexpr KernelTable table{Traits<Arch>::name, &pack_linear<Arch>, &gemm<Arch>,        &gemv<Arch>,
                                    &layernorm<Arch>,   &softmax_rows<Arch>, &unary<Arch>,      &add_scaled<Arch>,
                                    &mul<Arch>,         &gather_rows<Arch>,  &dot_rows<Arch>,   &attention<Arch>,
-                                   &pack_linear_t<Arch>};
+                                   &pack_linear_t<Arch>, &gemm_at<Arch>,    &adam_update<Arch>};
 
 template <class Arch>
 const KernelTable* family() {
