@@ -20,6 +20,8 @@
 
 #include <fofa/fofa.hpp>
 
+#include "fma_peaks.hpp"
+
 namespace {
 
 constexpr std::uint64_t kSeed = 2025;
@@ -130,6 +132,7 @@ void dump(const std::filesystem::path& dir) {
   j["history"] = s.history;
   j["candidates"] = s.candidates;
   j["kernels"] = fofa::kernels::kernels().name;
+  j["fma_peak_gflops"] = fofa::bench::selected_fma_peak_gflops();  // one core, the selected kernels
   for (float b : kBudgets) {
     const auto bytes = s.device_file(b);
     fofa::DeviceSession session(device_model(bytes));

@@ -131,6 +131,21 @@ def main():
             print(f"{r['what']}: max |logit fofa - torch| = {r['max_abs_logit_diff']:.2e}, device file "
                   f"{r['device_file_bytes'] / 1e6:.3f} MB, session memory {r['session_bytes'] / 1024:.0f} KB")
     full = rows[0]
+    peak = session.get("fma_peak_gflops", 0.0)
+    if peak:
+        # Work the full request executes (SPEC default, 6 blocks, t = n = 50): causal attention (row i
+        # reads i + 1 keys) and, in the last block, K/V for every row but Q, attention, out projection
+        # and FFN for the newest row only (model/device_model.hpp). LayerNorm, softmax, GELU and the
+        # candidate dot products are not counted.
+        n, d, f, blocks = 50, 64, 256, 6
+        attn = 2 * 2 * d * n * (n + 1) // 2
+        block = 8 * n * d * d + 4 * n * d * f + attn
+        last = 4 * n * d * d + 4 * d * d + 4 * n * d + 4 * d * f
+        work = (blocks - 1) * block + last
+        rate = work / full["fofa_us"] / 1e3
+        print(f"full request: {work / 1e6:.1f} MFLOP executed in {full['fofa_us']:.1f} us = {rate:.1f} GFLOP/s, "
+              f"{100 * rate / peak:.0f}% of this core's FMA peak ({peak:.1f} GFLOP/s); 250 us would need "
+              f"{100 * work / 250e-6 / 1e9 / peak:.0f}%")
     print("targets: full request <= 250 us: {:.1f} us [{}]; >= 6x faster than eager: {:.1f}x [{}]; "
           "push (6 blocks) <= 20 us: {:.1f} us [{}]".format(
               full["fofa_us"], "ok" if full["fofa_us"] <= 250 else "MISSED",

@@ -146,6 +146,11 @@ def main():
         print(f"{'':12s} GFLOP/s fofa 1T {pct('fofa_1', 1)} 2T {pct('fofa_2', 2)} | torch 1T {pct('torch_1', 1)} "
               f"2T {pct('torch_2', 2)}")
     peak = next(iter(results.values()))["fma_peak_gflops"]
+    for system, row in results.items():
+        need = 3 * row["gflops_torch_1"]
+        if peak:
+            print(f"{system}: 3x PyTorch at 1 thread would need {need:.1f} GFLOP/s, {100 * need / peak:.0f}% of the FMA peak "
+                  f"over the whole step (fofa: {100 * row['gflops_fofa_1'] / peak:.0f}%)")
     print(f"GFLOP/s: model FLOPs ({next(iter(results.values()))['model_gflop_per_step']:.2f} GFLOP per Forward-OFA step, "
           f"3x the forward) per second; (%): of the FMA peak measured in the same run, {peak:.1f} GFLOP/s per core")
     if "--json" in sys.argv:

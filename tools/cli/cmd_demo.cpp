@@ -10,11 +10,12 @@
 // "one block". A short user's next item follows from the last item alone, which the embeddings can
 // score with no block at all (output = final LN of the last input row); a long-range user's needs
 // the item 3 steps back, i.e. one attention block. With min_blocks 0 and lambda 2 the controller
-// learns exactly that: seed 1, short users 0.00 blocks (HR@10 0.906), long-range users 1.00 (HR@10
-// 0.782). Seeds 1-9 (`fofa demo --seed S`, 2 threads; README block demo-seeds): 7 of 9 give short
-// <= 0.04 / long 1.00 blocks; seed 8 short 0.73, seed 7 short 1.00 (with the block they reach
-// HR@10 0.921 at 1 thread against about 0.90 for the seeds that drop it: more than its cost at this lambda). lambda 0.05-1.5 keeps one block for both kinds (the block helps short
-// users a little, and a model trained with its block never learns the no-block geometry); lambda 3
+// learns exactly that: seed 1, short users 0.00 blocks (HR@10 0.909), long-range users 1.00 (HR@10
+// 0.778). Seeds 1-9 (`fofa demo --seed S`, 2 threads; README block demo-seeds): all but seed 7 give
+// short <= 0.04 / long 1.00 blocks; on seed 7 short users keep their block (with it they reached
+// HR@10 0.921 in a 1-thread run, against about 0.90 on the seeds that drop it: more than its cost at
+// this lambda). lambda 0.05-1.5 keeps one block for both kinds (the block helps short users a
+// little, and a model trained with its block never learns the no-block geometry); lambda 3
 // sometimes drops the long-range users' block as well. tests/train/demo_check.cmake checks seed 1.
 //
 // Depth (static models, `fofa train` on the same data): 1, 2 and 4 blocks reach the same HR@10 on the
