@@ -1,10 +1,10 @@
 #!/bin/sh
 # Configures, builds and runs the kernel tests for aarch64 (NEON family + scalar) under
 # qemu-user. Needs Debian's g++-aarch64-linux-gnu, qemu-user, libxsimd-dev, doctest-dev.
-# Usage: tests/kernels/run_neon.sh [build-dir]   (default: build-neon beside the sources)
+# Usage: tests/kernels/run_neon.sh [build-dir]   (default: $FOFA_BUILD_DIR, else build-neon beside the sources)
 set -eu
 src=$(cd "$(dirname "$0")/../.." && pwd)
-build=${1:-$src/build-neon}
+build=${1:-${FOFA_BUILD_DIR:-$src/build-neon}}
 mkdir -p "$build/cross-include"
 # xsimd and doctest are architecture-independent headers, but /usr/include must not go on
 # the cross compiler's path (it holds x86_64 glibc headers): expose just those two.
