@@ -6,6 +6,12 @@
 # since its -O1 code may round differently and training is chaotic enough to land elsewhere]
 include(${CMAKE_CURRENT_LIST_DIR}/../cli_script.cmake)
 
+# Bad options: clear errors before any training.
+run(1 bad demo --quiet --min-blocks 2 --epochs 1)
+expect_contains("${bad}" "min_blocks must be 0 or 1, got 2")
+run(2 bad demo --quiet --min-blocks x)
+expect_contains("${bad}" "--min-blocks")
+
 run(0 out demo --quiet --threads 2 --seed 1)
 string(REGEX MATCH "mean blocks kept: short-pattern users ([0-9.]+), long-range users ([0-9.]+)" m "${out}")
 if(NOT m)
