@@ -195,7 +195,8 @@ FOFA_KERNELS_ALWAYS_INLINE inline void store_row(const Vec<Arch>* c, float* y, i
 // x operand layouts of the micro-kernel, fixed at compile time so the addressing is as cheap as
 // with a single leading dimension: row-major (column stride 1), column-major (row stride 1, the
 // transposed operand of gemm_at), or any two strides.
-enum class XLayout { rows, cols, strided };
+// How x is laid out: rows (x[i, k] = x[i * rsx + k], gemm) or cols (x[i, k] = x[i + k * csx], gemm_at).
+enum class XLayout { rows, cols };
 
 // y[MR, n_valid] = act(bias + x[MR, K] b[K, NV*W]) (+ y); x[i, k] = x[i * rsx + k * csx]; b rows
 // ldb apart; bias nullptr = 0.
@@ -267,19 +268,17 @@ inline void gemm_panel_nv_layout(int nv, index_t M, index_t K, const float* x, i
 }
 
 // y[M, n_valid] = act(bias + x[M, K] b[K, nv*W]) (+ y) for one panel of nv vectors, with
-// x[m, k] = x[m * rsx + k * csx]: (ldx, 1) for a row-major x, (1, ldxt) for x given transposed.
-// The layout is chosen here, once, so every micro-tile is compiled for its strides.
+// x[m, k] = x[m * rsx + k * csx]: (ldx, 1) for a row-major x, (1, ldxt) for x given transposed
+// (one of the two strides is always 1). The layout is chosen here, once, so every micro-tile is
+// compiled for its strides.
 template <class Arch>
 inline void gemm_panel_nv(int nv, index_t M, index_t K, const float* x, index_t rsx, index_t csx, const float* b,
                           index_t ldb, const float* bias, float* y, index_t ldy, index_t n_valid, Activation act,
                           bool accumulate) {
   if (csx == 1)
     gemm_panel_nv_layout<Arch, XLayout::rows>(nv, M, K, x, rsx, 1, b, ldb, bias, y, ldy, n_valid, act, accumulate);
-  else if (rsx == 1)
-    gemm_panel_nv_layout<Arch, XLayout::cols>(nv, M, K, x, 1, csx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
   else
-    gemm_panel_nv_layout<Arch, XLayout::strided>(nv, M, K, x, rsx, csx, b, ldb, bias, y, ldy, n_valid, act,
-                                                 accumulate);
+    gemm_panel_nv_layout<Arch, XLayout::cols>(nv, M, K, x, 1, csx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
 }
 
 template <class Arch>
