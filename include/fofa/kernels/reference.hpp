@@ -78,19 +78,28 @@ T apply_grad(UnaryOp op, T x) {
 
 // ---- matrix products ----
 
+namespace detail {
+// linear() over x[m, k] = x[m * rsx + k * csx] (row-major x: (ldx, 1); x given transposed: (1, ldxt)).
+template <class T>
+void linear_strided(index_t M, index_t N, index_t K, const T* x, index_t rsx, index_t csx, const T* w, index_t ldw,
+                    const T* bias, T* y, index_t ldy, Activation act, bool accumulate) {
+  for (index_t m = 0; m < M; ++m) {
+    for (index_t n = 0; n < N; ++n) {
+      T acc = bias ? bias[n] : T(0);
+      for (index_t k = 0; k < K; ++k) acc = std::fma(x[m * rsx + k * csx], w[n * ldw + k], acc);
+      const T v = apply(act, acc);
+      y[m * ldy + n] = accumulate ? y[m * ldy + n] + v : v;
+    }
+  }
+}
+}  // namespace detail
+
 // y[M,N] = act(x[M,K] w[N,K]^T + bias) (+ y when accumulate). bias may be nullptr.
 // Order: acc = bias[n]; acc = fma(x[m,k], w[n,k], acc) for k ascending; y = act(acc) [+ y].
 template <class T>
 void linear(index_t M, index_t N, index_t K, const T* x, index_t ldx, const T* w, index_t ldw, const T* bias, T* y,
             index_t ldy, Activation act = Activation::none, bool accumulate = false) {
-  for (index_t m = 0; m < M; ++m) {
-    for (index_t n = 0; n < N; ++n) {
-      T acc = bias ? bias[n] : T(0);
-      for (index_t k = 0; k < K; ++k) acc = std::fma(x[m * ldx + k], w[n * ldw + k], acc);
-      const T v = apply(act, acc);
-      y[m * ldy + n] = accumulate ? y[m * ldy + n] + v : v;
-    }
-  }
+  detail::linear_strided(M, N, K, x, ldx, index_t{1}, w, ldw, bias, y, ldy, act, accumulate);
 }
 
 // linear() with x given transposed: x[m, k] = xt[k * ldxt + m] (xt is [K, M] row-major). The
@@ -98,14 +107,7 @@ void linear(index_t M, index_t N, index_t K, const T* x, index_t ldx, const T* w
 template <class T>
 void linear_at(index_t M, index_t N, index_t K, const T* xt, index_t ldxt, const T* w, index_t ldw, const T* bias,
                T* y, index_t ldy, Activation act = Activation::none, bool accumulate = false) {
-  for (index_t m = 0; m < M; ++m) {
-    for (index_t n = 0; n < N; ++n) {
-      T acc = bias ? bias[n] : T(0);
-      for (index_t k = 0; k < K; ++k) acc = std::fma(xt[k * ldxt + m], w[n * ldw + k], acc);
-      const T v = apply(act, acc);
-      y[m * ldy + n] = accumulate ? y[m * ldy + n] + v : v;
-    }
-  }
+  detail::linear_strided(M, N, K, xt, index_t{1}, ldxt, w, ldw, bias, y, ldy, act, accumulate);
 }
 
 // General BLAS-style product for backward passes:
