@@ -55,3 +55,12 @@ if(FOFA_BUILD_EXAMPLES)
             -P ${CMAKE_CURRENT_SOURCE_DIR}/train/demo_check.cmake)
   set_tests_properties(train_demo_controller PROPERTIES TIMEOUT 900)
 endif()
+
+# The results pipeline (warm_start.py -> run_results.py -> table.py -> plots.py) on a tiny generated
+# data set with tiny copies of tools/results/configs: a few seconds.
+if(FOFA_BUILD_EXAMPLES AND Python3_Interpreter_FOUND)
+  add_test(NAME train_results_pipeline
+    COMMAND ${Python3_EXECUTABLE} ${CMAKE_CURRENT_SOURCE_DIR}/train/results_pipeline.py
+            $<TARGET_FILE:fofa-cli> ${CMAKE_CURRENT_BINARY_DIR}/results_pipeline)
+  set_tests_properties(train_results_pipeline PROPERTIES TIMEOUT 600)
+endif()

@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """SVG plots from docs/results.json (standard library only; no matplotlib on the machine):
-  docs/plots/lambda_metrics.svg   HR@10 and NDCG@10 against lambda (Forward-OFA, amazon-games)
+  docs/plots/lambda_metrics.svg   HR@10 and NDCG@10 against lambda (Forward-OFA; amazon-games unless run_results.py --sweep-dataset)
   docs/plots/lambda_cost.svg      MFLOPs per request and device parameters against lambda
   docs/plots/<ds>_block_choice.svg  how often each block is kept (Forward-OFA, budget 1.0 and 0.5)
   docs/plots/<ds>_blocks_kept.svg   distribution of blocks kept per user
@@ -86,12 +86,13 @@ def main():
     sweep = r.get("lambda_sweep", [])
     if sweep:
         xs = [e["lambda"] for e in sweep]
+        sweep_ds = r.get("lambda_sweep_dataset", "amazon-games")
         (out / "lambda_metrics.svg").write_text(line_chart(
-            "Forward-OFA on amazon-games: accuracy vs lambda" + tag, xs,
+            f"Forward-OFA on {sweep_ds}: accuracy vs lambda" + tag, xs,
             [("HR@10", [e["sampled"]["hr10"] for e in sweep]), ("NDCG@10", [e["sampled"]["ndcg10"] for e in sweep])],
             "lambda (sparsity coefficient)", "metric"))
         (out / "lambda_cost.svg").write_text(line_chart(
-            "Forward-OFA on amazon-games: cost vs lambda" + tag, xs,
+            f"Forward-OFA on {sweep_ds}: cost vs lambda" + tag, xs,
             [("MFLOPs / request", [e["flops_per_request"] / 1e6 for e in sweep]),
              ("device params (10k)", [e["device_parameters"] / 1e4 for e in sweep])],
             "lambda (sparsity coefficient)", "cost"))

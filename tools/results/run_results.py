@@ -3,11 +3,12 @@
 
 usage: python3 tools/results/run_results.py --fofa BUILD/tools/cli/fofa [--profile full|quick]
            [--datasets amazon-games,amazon-beauty,amazon-toys] [--work DIR] [--retrain] [--no-sweep]
+           [--sweep-dataset amazon-games] [--configs DIR]
            [--epochs N] [--sweep-epochs N] [--latency-users N] [--systems static,finetune,...] [--merge]
 
 For every data set and system (tools/results/configs/*.json) it runs `fofa train` (skipped when the
 model already exists in --work, unless --retrain) and `fofa eval --json` at budget 1.0 (and 0.5 for
-Forward-OFA), then the Forward-OFA lambda sweep on amazon-games. Profile "quick" caps training
+Forward-OFA), then the Forward-OFA lambda sweep (on amazon-games unless --sweep-dataset). Profile "quick" caps training
 (2 epochs of 30 steps, 1000 validation users) to check the pipeline; its numbers are NOT results
 and are marked "profile": "quick" in the JSON. --epochs / --sweep-epochs cap the training epochs
 (early stopping still applies); the cap is recorded per row ("epochs_cap") and the table says so.
@@ -47,6 +48,21 @@ def run_json(cmd):
     return json.loads(out), time.time() - t
 
 
+def training_fields(train_report, work):
+    """The training facts a result row carries: epochs run, best (kept) epoch and cap; for a warm
+    start (warm_start.py) the stage-1 model and the epoch its kept weights come from."""
+    report = train_report.get("report")
+    fields = {"epochs_run": report["epochs_run"] if report else None,
+              "best_epoch": report["best_epoch"] if report else None,
+              "epochs_cap": train_report.get("epochs_cap"),
+              "init": train_report.get("init"), "init_epochs": train_report.get("init_epochs")}
+    init_report = work / f"{fields['init']}.train.json" if fields["init"] else None
+    if init_report and init_report.exists():
+        r = json.loads(init_report.read_text()).get("report") or {}
+        fields["init_best_epoch"], fields["init_epochs_run"] = r.get("best_epoch"), r.get("epochs_run")
+    return fields
+
+
 def train_and_eval(fofa, data, config, model, args, budgets=(1.0,), overrides=None):
     cfg = json.loads(config.read_text())
     if args.profile == "quick":
@@ -73,9 +89,7 @@ def train_and_eval(fofa, data, config, model, args, budgets=(1.0,), overrides=No
                                      "--threads", str(args.threads)] + ([] if args.full_ranking else ["--no-full"]))
         ev["train_seconds"] = train_report["seconds"]
         ev["eval_seconds"] = eval_seconds
-        ev["epochs_run"] = train_report["report"]["epochs_run"] if train_report["report"] else None
-        ev["epochs_cap"] = train_report["epochs_cap"]
-        ev["init"], ev["init_epochs"] = train_report.get("init"), train_report.get("init_epochs")  # warm_start.py
+        ev.update(training_fields(train_report, model.parent))
         ev["device_latency_us"] = None
         if args.latency_users:  # one thread; run the final (assembling) invocation on an idle machine
             lat, _ = run_json([fofa, "device-latency", str(model), str(data), "--json", "--budget", str(b),
@@ -101,9 +115,7 @@ def finetune_eval(fofa, data, config, static_model, static_config, args):
     ev["base_model"] = "static"
     ev["train_seconds"] = 0.0  # no training of its own: the static model's training is in the static row
     ev["eval_seconds"] = eval_seconds
-    ev["epochs_run"] = train_report["report"]["epochs_run"] if train_report.get("report") else None
-    ev["epochs_cap"] = train_report.get("epochs_cap")
-    ev["init"], ev["init_epochs"] = train_report.get("init"), train_report.get("init_epochs")
+    ev.update(training_fields(train_report, static_model.parent))
     ev["device_latency_us"] = None  # device-latency measures inference only; fine-tuning cost is in FLOPs
     return [ev]
 
@@ -117,6 +129,7 @@ def main():
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--retrain", action="store_true")
     ap.add_argument("--no-sweep", action="store_true")
+    ap.add_argument("--sweep-dataset", default="amazon-games", help="data set of the lambda sweep")
     ap.add_argument("--latency-users", type=int, default=0,
                     help="measure device request latency (fofa device-latency) on this many test users per row")
     ap.add_argument("--epochs", type=int, help="cap on training epochs of the SPEC 8 systems")
@@ -168,7 +181,8 @@ def main():
         results["datasets"][ds] = dict(sorted(entry.items(), key=lambda kv: order.index(kv[0]) if kv[0] in order else 99))
     if not args.no_sweep:
         results["lambda_sweep"] = []
-        data = data_dir / "amazon-games.txt"
+        data = data_dir / f"{args.sweep_dataset}.txt"
+        results["lambda_sweep_dataset"] = args.sweep_dataset
         for lam in LAMBDAS:
             print(f"[sweep] lambda {lam} ...", file=sys.stderr, flush=True)
             rows = train_and_eval(args.fofa, data, pathlib.Path(args.configs) / "forward_ofa.json", work / f"sweep-lambda-{lam}.fofa",

@@ -9,11 +9,13 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 
 
 def epochs(e):
-    run, cap = e.get("epochs_run"), e.get("epochs_cap")
-    text = f"{run if run is not None else '?'} / {cap if cap is not None else '?'}"
-    if e.get("init_epochs"):  # warm start (warm_start.py): stage-1 static epochs + this model's own
-        text = f"{e['init_epochs']} + {text}"
-    return text
+    """best / run / cap: the epoch whose weights were kept (best validation NDCG@10), epochs run, cap.
+    A warm start (warm_start.py) is prefixed by the best epoch of the stage-1 model it started from."""
+    def show(x):
+        return "?" if x is None else str(x)
+    text = " / ".join(show(e.get(k)) for k in ("best_epoch", "epochs_run", "epochs_cap"))
+    init = e.get("init_best_epoch") or e.get("init_epochs")
+    return f"{init} + {text}" if init else text
 
 
 def main():
@@ -23,7 +25,7 @@ def main():
         print(f"_Profile \"{r.get('profile')}\" (pipeline check, not results), generated {r.get('generated')}._\n")
     for ds, systems in r["datasets"].items():
         print(f"**{ds}** ({r['protocol']})\n")
-        print("| system | budget | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | device params | bytes to device | device latency | epochs: [stage 1 +] run / cap |")
+        print("| system | budget | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | device params | bytes to device | device latency | epochs: [stage 1 best +] best / run / cap |")
         print("|---|---|---|---|---|---|---|---|---|---|")
         for key, rows in systems.items():
             for e in rows:
@@ -38,8 +40,8 @@ def main():
                       f"{e['device_parameters'] / 1e3:.0f} k | {e['device_bytes'] / 1024:.0f} KiB | {lat} | {epochs(e)} |")
         print()
     if r.get("lambda_sweep"):
-        print("**Forward-OFA lambda sweep (amazon-games, budget 1.0)**\n")
-        print("| lambda | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | epochs: [stage 1 +] run / cap |")
+        print(f"**Forward-OFA lambda sweep ({r.get('lambda_sweep_dataset', 'amazon-games')}, budget 1.0)**\n")
+        print("| lambda | HR@10 | NDCG@10 | blocks kept | MFLOPs / request | epochs: [stage 1 best +] best / run / cap |")
         print("|---|---|---|---|---|---|")
         for e in r["lambda_sweep"]:
             print(f"| {e['lambda']} | {e['sampled']['hr10']:.4f} | {e['sampled']['ndcg10']:.4f} | "

@@ -36,7 +36,7 @@ def train(args, data, system, model, epochs, init=None, init_epochs=None, overri
     if model.exists():
         print(f"keep {model}", file=sys.stderr)
         return
-    cfg = json.loads((CONFIGS / f"{system}.json").read_text())
+    cfg = json.loads((pathlib.Path(args.configs) / f"{system}.json").read_text())
     cfg["train"].update({"progress": False, "threads": args.threads, "epochs": epochs, **(overrides or {})})
     cfg_path = model.with_suffix(".config.json")
     cfg_path.write_text(json.dumps(cfg, indent=2))
@@ -61,6 +61,7 @@ def main():
     ap.add_argument("--no-systems", action="store_true", help="only the sweep")
     ap.add_argument("--work", default=str(ROOT / "build-results"))
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--configs", default=str(CONFIGS), help="directory of <system>.json (tests use tiny ones)")
     args = ap.parse_args()
     data_dir = pathlib.Path(os.environ.get("FOFA_DATA_DIR") or ROOT.parent / "shared" / "data")
     data = data_dir / f"{args.dataset}.txt"
