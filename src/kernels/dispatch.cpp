@@ -73,6 +73,12 @@ void detail::throw_foreign_matrix(const char* family) {
   throw Error(std::string("fofa: ") + family + " kernel given a matrix packed by another kernel family");
 }
 
+void detail::throw_bad_range(index_t k_begin, index_t k_end, index_t n_end, const PackedMatrix& w) {
+  throw Error("fofa: gemm_range k [" + std::to_string(k_begin) + ", " + std::to_string(k_end) + "), n_end " +
+              std::to_string(n_end) + " outside the packed matrix (K " + std::to_string(w.K) + ", N " +
+              std::to_string(w.N) + ")");
+}
+
 const KernelTable& scalar_kernels() { return scalar::table; }
 
 std::span<const KernelTable* const> available_kernels() { return {tables().data(), tables().size()}; }

@@ -1,6 +1,6 @@
 // Every kernel family compiled into this binary and supported by the CPU, against the scalar
 // references, over odd shapes and every tail. Tolerances, per op:
-//   gemm, gemm_at none/relu, mul, relu bit-exact (same FMA order as reference::linear)
+//   gemm, gemm_at, gemm_range none/relu, mul, relu bit-exact (same FMA order as reference::linear)
 //   adam_update                        |d| <= 1e-6 * |ref| + tiny atol (FMAs in the SIMD families)
 //   gemm/gemv gelu, unary gelu/tanh/sigmoid   |d| <= 4e-6 * (1 + |ref|)  (SIMD erf/exp/tanh)
 //   gemv                               |d| <= 2e-6 * sum_k |x_k w_nk| + |b|  (k split over chains)
@@ -198,6 +198,102 @@ TEST_CASE("gemm_at (left operand given transposed) is bit-exact to reference::li
             }
           }
         }
+      }
+    }
+  }
+}
+
+// The sub-problem gemm_range computes, from the unpacked w [N, ldw] and the strided x.
+void want_range(index_t M, const float* x, index_t rsx, index_t csx, const std::vector<float>& w, index_t ldw,
+                const float* bias, index_t k_begin, index_t k_end, index_t n_end, float* y, index_t ldy,
+                Activation act, bool accumulate) {
+  reference::detail::linear_strided<float>(M, n_end, k_end - k_begin, x + k_begin * csx, rsx, csx, w.data() + k_begin,
+                                           ldw, bias, y, ldy, act, accumulate);
+}
+
+TEST_CASE("gemm_range (column prefix, k range, either x layout) is bit-exact to reference::linear over every tail") {
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    for (index_t N : {1, 3, 4, 5, 8, 9, 15, 16, 17, 31, 33, 49, 50, 64, 65, 129}) {  // every vector/panel tail
+      for (index_t K : {0, 1, 7, 16, 17, 65}) {
+        const index_t ldw = K + 1;
+        auto w = random_vec(static_cast<std::size_t>(N * ldw), static_cast<unsigned>(N * 31 + K));
+        auto b = random_vec(static_cast<std::size_t>(N), static_cast<unsigned>(N + 17));
+        const bool with_bias = (N + K) % 3 != 0;
+        PackedMatrix p;
+        t->pack_linear(N, K, w.data(), ldw, with_bias ? b.data() : nullptr, p);
+        // Every n_end up to N (all column tails) and a spread of k ranges (empty, one, prefix,
+        // suffix, middle, all).
+        std::vector<std::pair<index_t, index_t>> kr = {{0, K}, {0, 0}, {K, K}, {0, K / 2}, {K / 2, K}, {K / 3, K - K / 4}};
+        if (K > 0) kr.push_back({K - 1, K});
+        for (index_t M : {1, 7, 50}) {  // a row, a partial tile and 50 rows (the attention blocks)
+          const index_t ldx = K + 2, ldxt = M + 3, ldy = N + 4;
+          auto x = random_vec(static_cast<std::size_t>(std::max<index_t>(M, 1) * ldx), static_cast<unsigned>(M * 7 + N + K));
+          std::vector<float> xt(static_cast<std::size_t>(std::max<index_t>(K, 1) * ldxt), 0.0f);  // xt = x^T
+          for (index_t m = 0; m < M; ++m)
+            for (index_t k = 0; k < K; ++k) xt[static_cast<std::size_t>(k * ldxt + m)] = x[static_cast<std::size_t>(m * ldx + k)];
+          for (index_t n_end = 0; n_end <= N; ++n_end) {
+            // Every column tail of the first vectors, of the last ones and at the 32/48/64 panel
+            // and vector boundaries.
+            const bool near = n_end <= 17 || n_end >= N - 3 || n_end % 16 <= 1 || n_end % 16 == 15;
+            if (!near) continue;
+            for (auto [k0, k1] : kr) {
+              for (bool transposed : {false, true}) {
+                const bool accumulate = (n_end + k0) % 2 == 1;
+                const Activation act = (n_end + k1) % 3 == 2 ? Activation::relu : Activation::none;
+                CAPTURE(M); CAPTURE(N); CAPTURE(K); CAPTURE(n_end); CAPTURE(k0); CAPTURE(k1); CAPTURE(transposed);
+                auto y = random_vec(static_cast<std::size_t>(M * ldy), 57);
+                auto want = y;
+                want_range(M, x.data(), ldx, 1, w, ldw, with_bias ? b.data() : nullptr, k0, k1, n_end, want.data(),
+                           ldy, act, accumulate);
+                if (transposed)
+                  t->gemm_range(M, xt.data(), 1, ldxt, p, k0, k1, n_end, y.data(), ldy, act, accumulate);
+                else
+                  t->gemm_range(M, x.data(), ldx, 1, p, k0, k1, n_end, y.data(), ldy, act, accumulate);
+                // Bit-exact on columns < n_end; every other float of y untouched.
+                REQUIRE(count_far(y.data(), want.data(), y.size(), 0.0f, 0.0f) == 0);
+              }
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm_range over the nonzero part of x equals the full gemm bit for bit; bad ranges are errors") {
+  // x lower triangular (row m nonzero in k <= m): row block [m0, m1) needs k < m1 only, and the
+  // transposed product's rows j need k >= j only; the causal attention products rely on both.
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    for (index_t R : {1, 7, 16, 17, 50, 65}) {
+      for (index_t N : {1, 16, 32, 33}) {
+        CAPTURE(R); CAPTURE(N);
+        auto x = random_vec(static_cast<std::size_t>(R * R), static_cast<unsigned>(R + N));
+        for (index_t m = 0; m < R; ++m)
+          for (index_t k = m + 1; k < R; ++k) x[static_cast<std::size_t>(m * R + k)] = 0.0f;
+        auto w = random_vec(static_cast<std::size_t>(N * R), static_cast<unsigned>(3 * R + N));
+        PackedMatrix p;
+        t->pack_linear(N, R, w.data(), R, nullptr, p);
+        std::vector<float> full(static_cast<std::size_t>(R * N)), part(full.size(), -1.0f);
+        std::vector<float> full_t(full.size()), part_t(full.size(), -1.0f);
+        t->gemm(R, x.data(), R, p, full.data(), N, Activation::none, false);
+        t->gemm_at(R, x.data(), R, p, full_t.data(), N, Activation::none, false);
+        for (index_t m0 = 0; m0 < R; m0 += 16) {
+          const index_t m1 = std::min<index_t>(m0 + 16, R);
+          t->gemm_range(m1 - m0, x.data() + m0 * R, R, 1, p, 0, m1, N, part.data() + m0 * N, N, Activation::none, false);
+          t->gemm_range(m1 - m0, x.data() + m0, 1, R, p, m0, R, N, part_t.data() + m0 * N, N, Activation::none, false);
+        }
+        REQUIRE(count_far(part.data(), full.data(), full.size(), 0.0f, 0.0f) == 0);
+        REQUIRE(count_far(part_t.data(), full_t.data(), full.size(), 0.0f, 0.0f) == 0);
+        std::vector<float> y(static_cast<std::size_t>(R * N));
+        CHECK_THROWS_WITH_AS(t->gemm_range(R, x.data(), R, 1, p, 0, R + 1, N, y.data(), N, Activation::none, false),
+                             doctest::Contains("outside the packed matrix"), Error);
+        CHECK_THROWS_AS(t->gemm_range(R, x.data(), R, 1, p, 1, 0, N, y.data(), N, Activation::none, false), Error);
+        CHECK_THROWS_AS(t->gemm_range(R, x.data(), R, 1, p, 0, R, N + 1, y.data(), N, Activation::none, false), Error);
+        CHECK_THROWS_AS(t->gemm_range(R, x.data(), R, 1, p, -1, R, N, y.data(), N, Activation::none, false), Error);
       }
     }
   }

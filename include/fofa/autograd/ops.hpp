@@ -829,24 +829,36 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
   const index_t dh = D / heads;
   const T sc = T(1) / std::sqrt(static_cast<T>(dh));
   if constexpr (std::is_same_v<T, float>) {
-    // Per head as packed GEMMs: S = Q K^T (full square, the causal part kept by the softmax
-    // kernel), P = softmax(S * sc), Y = P V; backward dP = dY V^T, dS = P (dP - rowsum(P dP)) sc,
-    // dV += P^T dY, dQ += dS K, dK += dS^T Q.
+    // Per head as packed GEMMs: S = Q K^T, P = softmax(S * sc), Y = P V; backward dP = dY V^T,
+    // dS = P (dP - rowsum(P dP)) sc, dV += P^T dY, dQ += dS K, dK += dS^T Q. P and dS are lower
+    // triangular, so every product runs per block of kBlock rows on the part that can be nonzero
+    // (gemm_range): query rows [i0, i1) see keys [0, i1), key rows [j0, j1) get gradient from query
+    // rows [j0, R). Bit-exact to the full squares (the skipped terms are exact zeros), about 40%
+    // fewer FLOPs at 50 rows.
+    constexpr index_t kBlock = 16;
     Var y = t.make_output(R, D);
     float *qv = t.value(q), *kv = t.value(k), *vv = t.value(v), *qg = t.grad(q), *kg = t.grad(k), *vg = t.grad(v);
     float *yv = t.value(y), *yg = t.grad(y);
     float* P = t.scratch_uninit(heads * R * R);
     const kernels::KernelTable& kt = kernels::kernels();
+    const auto none = kernels::Activation::none;
     kernels::PackedMatrix& pk = t.packed_scratch();
     for (index_t h = 0; h < heads; ++h) {
       const index_t o = h * dh;
       float* Ph = P + h * R * R;
-      kt.pack_linear(R, dh, kv + o, D, nullptr, pk);
-      kt.gemm(R, qv + o, D, pk, Ph, R, kernels::Activation::none, false);
-      for (index_t i = 0; i < R * R; ++i) Ph[i] *= sc;
-      kt.softmax_rows(R, R, Ph, R, true, 0, 0);
-      kt.pack_linear_t(dh, R, vv + o, D, nullptr, pk);
-      kt.gemm(R, Ph, R, pk, yv + o, D, kernels::Activation::none, false);
+      kt.pack_linear(R, dh, kv + o, D, nullptr, pk);  // S = Q K^T, columns up to the block's last row
+      for (index_t i0 = 0; i0 < R; i0 += kBlock) {
+        const index_t i1 = std::min(i0 + kBlock, R);
+        kt.gemm_range(i1 - i0, qv + i0 * D + o, D, 1, pk, 0, dh, i1, Ph + i0 * R, R, none, false);
+      }
+      for (index_t i = 0; i < R; ++i)
+        for (index_t j = 0; j <= i; ++j) Ph[i * R + j] *= sc;
+      kt.softmax_rows(R, R, Ph, R, true, 0, 0);  // writes the upper triangle as zeros
+      kt.pack_linear_t(dh, R, vv + o, D, nullptr, pk);  // Y = P V
+      for (index_t i0 = 0; i0 < R; i0 += kBlock) {
+        const index_t i1 = std::min(i0 + kBlock, R);
+        kt.gemm_range(i1 - i0, Ph + i0 * R, R, 1, pk, 0, i1, dh, yv + i0 * D + o, D, none, false);
+      }
     }
     Tape<T>* tp = &t;
     t.on_backward([=] {
@@ -855,8 +867,11 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
       for (index_t h = 0; h < heads; ++h) {
         const index_t o = h * dh;
         const float* Ph = P + h * R * R;
-        kt.pack_linear(R, dh, vv + o, D, nullptr, pb);  // dP = dY V^T
-        kt.gemm(R, yg + o, D, pb, dS, R, kernels::Activation::none, false);
+        kt.pack_linear(R, dh, vv + o, D, nullptr, pb);  // dP = dY V^T (lower part)
+        for (index_t i0 = 0; i0 < R; i0 += kBlock) {
+          const index_t i1 = std::min(i0 + kBlock, R);
+          kt.gemm_range(i1 - i0, yg + i0 * D + o, D, 1, pb, 0, dh, i1, dS + i0 * R, R, none, false);
+        }
         for (index_t i = 0; i < R; ++i) {
           const float* p = Ph + i * R;
           float* ds = dS + i * R;
@@ -866,11 +881,16 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
           for (index_t j = i + 1; j < R; ++j) ds[j] = 0.0f;
         }
         kt.pack_linear_t(dh, R, yg + o, D, nullptr, pb);  // dV += P^T dY
-        kt.gemm_at(R, Ph, R, pb, vg + o, D, kernels::Activation::none, true);
+        for (index_t j0 = 0; j0 < R; j0 += kBlock)
+          kt.gemm_range(std::min(j0 + kBlock, R) - j0, Ph + j0, 1, R, pb, j0, R, dh, vg + j0 * D + o, D, none, true);
         kt.pack_linear_t(dh, R, kv + o, D, nullptr, pb);  // dQ += dS K
-        kt.gemm(R, dS, R, pb, qg + o, D, kernels::Activation::none, true);
+        for (index_t i0 = 0; i0 < R; i0 += kBlock) {
+          const index_t i1 = std::min(i0 + kBlock, R);
+          kt.gemm_range(i1 - i0, dS + i0 * R, R, 1, pb, 0, i1, dh, qg + i0 * D + o, D, none, true);
+        }
         kt.pack_linear_t(dh, R, qv + o, D, nullptr, pb);  // dK += dS^T Q
-        kt.gemm_at(R, dS, R, pb, kg + o, D, kernels::Activation::none, true);
+        for (index_t j0 = 0; j0 < R; j0 += kBlock)
+          kt.gemm_range(std::min(j0 + kBlock, R) - j0, dS + j0, 1, R, pb, j0, R, dh, kg + j0 * D + o, D, none, true);
       }
     });
     return y;

@@ -113,6 +113,14 @@ struct KernelTable {
   // Adam update of n contiguous parameters p with gradients g and moments m, v (see AdamArgs).
   // Not bit-exact across families: SIMD families may contract the moment updates into FMAs.
   void (*adam_update)(index_t n, float* p, const float* g, float* m, float* v, const AdamArgs& a);
+  // Part of a gemm: the first n_end columns, the sum over k in [k_begin, k_end) only:
+  //   y[m, n] = act(bias[n] + sum_{k_begin <= k < k_end} x[m, k] W[n, k]) (+ y), n < n_end,
+  // with x[m, k] = x[m * rsx + k * csx] ((ldx, 1) as gemm, (1, ldxt) as gemm_at; one stride is 1)
+  // and 0 <= k_begin <= k_end <= w.K, 0 <= n_end <= w.N; columns from n_end on are not touched.
+  // Same order as gemm over the range, so where x is zero outside it the result is bit-exact to
+  // gemm's (training's causal attention skips the zero triangle with it).
+  void (*gemm_range)(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, index_t k_begin,
+                     index_t k_end, index_t n_end, float* y, index_t ldy, Activation act, bool accumulate);
 };
 
 // Header-only builds define these inline (fofa/kernels/select.hpp); dispatch builds define
@@ -137,6 +145,9 @@ namespace detail {
 // builds, so the per-ISA translation units instantiate no shared non-template code.
 FOFA_KERNELS_SELECT_API void resize_packed(PackedMatrix& p, index_t floats);
 [[noreturn]] FOFA_KERNELS_SELECT_API void throw_foreign_matrix(const char* family);
+// gemm_range's bounds outside the packed matrix.
+[[noreturn]] FOFA_KERNELS_SELECT_API void throw_bad_range(index_t k_begin, index_t k_end, index_t n_end,
+                                                          const PackedMatrix& w);
 }  // namespace detail
 
 }  // namespace fofa::kernels

@@ -48,9 +48,12 @@ inline void attention(const AttentionArgs& a) {
                               a.ldv, a.out, a.ldo, a.scale, a.scratch);
 }
 
+inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, index_t k_begin,
+                       index_t k_end, index_t n_end, float* y, index_t ldy, Activation act, bool accumulate);
+
 inline constexpr KernelTable table{"scalar", &pack_linear, &gemm, &gemv, &layernorm, &softmax_rows, &unary,
                                    &add_scaled, &mul, &gather_rows, &dot_rows, &attention, &pack_linear_t,
-                                   &gemm_at, &adam_update};
+                                   &gemm_at, &adam_update, &gemm_range};
 
 inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const float* bias, PackedMatrix& out) {
   if (out.data.size() < N * K + N) out.data.resize(N * K + N);  // grows only: repacks reuse the buffer
@@ -86,6 +89,18 @@ inline void gemm_at(index_t M, const float* xt, index_t ldxt, const PackedMatrix
   const float* wd = w.data.data();
   reference::linear_at<float>(M, w.N, w.K, xt, ldxt, wd, w.K, wd ? wd + w.N * w.K : nullptr, y, ldy, act,
                               accumulate);
+}
+
+// Packed as [N, K] row-major then the bias: the range is a sub-block of it.
+inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, index_t k_begin,
+                       index_t k_end, index_t n_end, float* y, index_t ldy, Activation act, bool accumulate) {
+  if (w.family != &table) throw Error("fofa: scalar gemm_range given a matrix packed by another kernel family");
+  if (k_begin < 0 || k_begin > k_end || k_end > w.K || n_end < 0 || n_end > w.N)
+    detail::throw_bad_range(k_begin, k_end, n_end, w);
+  const float* wd = w.data.data();
+  reference::detail::linear_strided<float>(M, n_end, k_end - k_begin, x + k_begin * csx, rsx, csx,
+                                           wd ? wd + k_begin : nullptr, w.K, wd ? wd + w.N * w.K : nullptr, y, ldy,
+                                           act, accumulate);
 }
 
 }  // namespace fofa::kernels::scalar

@@ -41,6 +41,11 @@ inline void resize_packed(PackedMatrix& p, index_t floats) {
 [[noreturn]] inline void throw_foreign_matrix(const char* family) {
   throw Error(std::string("fofa: ") + family + " kernel given a matrix packed by another kernel family");
 }
+[[noreturn]] inline void throw_bad_range(index_t k_begin, index_t k_end, index_t n_end, const PackedMatrix& w) {
+  throw Error("fofa: gemm_range k [" + std::to_string(k_begin) + ", " + std::to_string(k_end) + "), n_end " +
+              std::to_string(n_end) + " outside the packed matrix (K " + std::to_string(w.K) + ", N " +
+              std::to_string(w.N) + ")");
+}
 }  // namespace detail
 
 inline const KernelTable& kernels() { return *detail::compiled_best_table(); }

@@ -322,19 +322,32 @@ inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, c
   out.family = family<Arch>();
 }
 
+// y[:, :n_end] = act(x[:, k_begin:k_end] W[:n_end, k_begin:k_end]^T + b) (+ y) with
+// x[m, k] = x[m * rsx + k * csx] (KernelTable::gemm_range). A panel's rows are its packed width
+// apart whatever part of it is computed; the bias row follows row K.
+template <class Arch>
+inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, index_t k_begin,
+                       index_t k_end, index_t n_end, float* y, index_t ldy, Activation act, bool accumulate) {
+  if (w.family != family<Arch>()) detail::throw_foreign_matrix(Traits<Arch>::name);
+  constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
+  const index_t K = w.K, N = w.N;
+  if (k_begin < 0 || k_begin > k_end || k_end > K || n_end < 0 || n_end > N)
+    detail::throw_bad_range(k_begin, k_end, n_end, w);
+  for (index_t n0 = 0; n0 < n_end; n0 += NR) {
+    const index_t ld = ((N - n0 < NR ? N - n0 : NR) + W - 1) / W * W;  // the panel's packed width
+    const index_t nr = n_end - n0 < NR ? n_end - n0 : NR;
+    const int nv = static_cast<int>((nr + W - 1) / W);
+    const float* panel = w.data.data() + (n0 / NR) * (K + 1) * NR;
+    gemm_panel_nv<Arch>(nv, M, k_end - k_begin, x + k_begin * csx, rsx, csx, panel + k_begin * ld, ld, panel + K * ld,
+                        y + n0, ldy, nr, act, accumulate);
+  }
+}
+
 // y = act(x W^T + b) (+ y) with x[m, k] = x[m * rsx + k * csx].
 template <class Arch>
 inline void gemm_strided(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, float* y,
                          index_t ldy, Activation act, bool accumulate) {
-  if (w.family != family<Arch>()) detail::throw_foreign_matrix(Traits<Arch>::name);
-  constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
-  const index_t K = w.K, N = w.N;
-  for (index_t n0 = 0; n0 < N; n0 += NR) {
-    const index_t nr = N - n0 < NR ? N - n0 : NR;
-    const int nv = static_cast<int>((nr + W - 1) / W);
-    const float* panel = w.data.data() + (n0 / NR) * (K + 1) * NR;
-    gemm_panel_nv<Arch>(nv, M, K, x, rsx, csx, panel, nv * W, panel + K * nv * W, y + n0, ldy, nr, act, accumulate);
-  }
+  gemm_range<Arch>(M, x, rsx, csx, w, 0, w.K, w.N, y, ldy, act, accumulate);
 }
 
 template <class Arch>
@@ -922,7 +935,8 @@ template <class Arch>
 inline constexpr KernelTable table{Traits<Arch>::name, &pack_linear<Arch>, &gemm<Arch>,        &gemv<Arch>,
                                    &layernorm<Arch>,   &softmax_rows<Arch>, &unary<Arch>,      &add_scaled<Arch>,
                                    &mul<Arch>,         &gather_rows<Arch>,  &dot_rows<Arch>,   &attention<Arch>,
-                                   &pack_linear_t<Arch>, &gemm_at<Arch>,    &adam_update<Arch>};
+                                   &pack_linear_t<Arch>, &gemm_at<Arch>,    &adam_update<Arch>,
+                                   &gemm_range<Arch>};
 
 template <class Arch>
 const KernelTable* family() {
