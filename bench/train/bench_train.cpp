@@ -79,7 +79,8 @@ int main(int argc, char** argv) {
     tr.step(tr.batch_samples(0, 0), 1.0);  // warm-up: arenas, page faults
     double seconds = 0, cpu = 0;
     for (int s = 1; s <= steps; ++s) {
-      const auto samples = tr.batch_samples(0, s);  // sampling is not timed (PyTorch gets its batch ready too)
+      // Sampling is not timed (PyTorch gets its batch ready too); past one epoch (16 steps) the next.
+      const auto samples = tr.batch_samples(static_cast<int>(s / tr.steps_per_epoch()), s % tr.steps_per_epoch());
       const auto t0 = std::chrono::steady_clock::now();
       const double c0 = cpu_seconds();
       tr.step(samples, 1.0);
