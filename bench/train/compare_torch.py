@@ -1,13 +1,16 @@
 """Training throughput, fofa vs PyTorch 1.13 on CPU, same run, 1 and 2 threads.
 
-usage: /usr/bin/python3 bench/train/compare_torch.py BUILD/bench/train/fofa-bench-train [--steps N] [--json OUT]
+usage: /usr/bin/python3 bench/train/compare_torch.py BUILD/bench/train/fofa-bench-train [--steps N] [--rounds R] [--json OUT]
 PyTorch runs a BATCHED Forward-OFA training step (the fair baseline: [B, n, d] tensors, per-user
 low-rank FFN corrections with bmm, straight-through Gumbel mask, BCE + sparsity + hinge, Adam)
 for the SPEC default model at batch 128 with full 50-row windows and a random session start t0,
 the same work as fofa-bench-train. Reports sequences per second, and model GFLOP/s (fofa-bench-train's FLOP count) as a percentage of
-the FMA peak fofa-bench-train measured.
+the FMA peak fofa-bench-train measured. --rounds R (default 3): R rounds of fofa then PyTorch back
+to back; every figure is the median over the rounds and each ratio is taken within a round, because
+a shared host's speed drifts between runs (the ratios' range is printed too).
 """
 import json
+import statistics
 import math
 import subprocess
 import sys
@@ -120,15 +123,23 @@ def torch_throughput(threads, steps, adaptive):
 def main():
     exe = sys.argv[1]
     steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 5
+    rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
     results = {}
     for system, adaptive in (("forward_ofa", True), ("static", False)):
-        ours = json.loads(subprocess.run([exe, "--steps", str(steps), "--system", system], check=True,
-                                         capture_output=True, text=True).stdout)
-        row = {"fofa_1": ours["fofa_threads_1"], "fofa_2": ours["fofa_threads_2"],
-               "torch_1": torch_throughput(1, steps, adaptive), "torch_2": torch_throughput(2, steps, adaptive)}
-        row["speedup_1"] = row["fofa_1"] / row["torch_1"]
-        row["speedup_2"] = row["fofa_2"] / row["torch_2"]
-        row["fofa_scaling"] = row["fofa_2"] / row["fofa_1"]
+        # Rounds of fofa then PyTorch, back to back: a shared host's speed drifts over minutes, so
+        # each ratio comes from one round and the table shows medians (and the ratios' range).
+        per = []
+        for _ in range(rounds):
+            ours = json.loads(subprocess.run([exe, "--steps", str(steps), "--system", system], check=True,
+                                             capture_output=True, text=True).stdout)
+            per.append({"fofa_1": ours["fofa_threads_1"], "fofa_2": ours["fofa_threads_2"],
+                        "torch_1": torch_throughput(1, steps, adaptive), "torch_2": torch_throughput(2, steps, adaptive)})
+        for p in per:
+            p["speedup_1"], p["speedup_2"] = p["fofa_1"] / p["torch_1"], p["fofa_2"] / p["torch_2"]
+            p["fofa_scaling"] = p["fofa_2"] / p["fofa_1"]
+        row = {k: statistics.median(p[k] for p in per) for k in per[0]}
+        row["rounds"] = per
+        ratio_range = {k: (min(p[k] for p in per), max(p[k] for p in per)) for k in ("speedup_1", "fofa_scaling")}
         # Model FLOPs per sequence (fofa-bench-train's count, the same model and shapes in both).
         flop_per_seq = ours["model_gflop_per_step"] / B
         peak = ours["fma_peak_gflops"]
@@ -139,6 +150,9 @@ def main():
         print(f"{system:12s} seq/s  fofa 1T {row['fofa_1']:7.1f}  2T {row['fofa_2']:7.1f}  | torch 1T "
               f"{row['torch_1']:7.1f}  2T {row['torch_2']:7.1f}  | speedup 1T {row['speedup_1']:.2f}x "
               f"2T {row['speedup_2']:.2f}x  fofa 2T/1T {row['fofa_scaling']:.2f}x")
+        lo1, hi1 = ratio_range["speedup_1"]
+        lo2, hi2 = ratio_range["fofa_scaling"]
+        print(f"{'':12s} {rounds} rounds: speedup 1T {lo1:.2f}x-{hi1:.2f}x, fofa 2T/1T {lo2:.2f}x-{hi2:.2f}x")
 
         def pct(k, cores):
             return f"{row['gflops_' + k]:5.1f} ({100 * row['gflops_' + k] / (cores * peak):3.0f}%)" if peak else \
