@@ -69,7 +69,7 @@ def main():
     py = sys.executable
     run(py, RESULTS / "warm_start.py", *common, "--dataset", DS, "--stage1-epochs", STAGE1, "--epochs", EPOCHS,
         "--sweep-epochs", SWEEP, env=env)
-    systems = [s for s in SYSTEMS]
+    systems = list(SYSTEMS)
     run(py, RESULTS / "run_results.py", *common, "--datasets", DS, "--sweep-dataset", DS, "--systems", ",".join(systems),
         "--latency-users", "5", "--out", work / "results.json", env=env)
     r = json.loads((work / "results.json").read_text())

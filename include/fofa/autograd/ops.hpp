@@ -836,6 +836,9 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
     // rows [j0, R). Bit-exact to the full squares (the skipped terms are exact zeros), about 40%
     // fewer FLOPs at 50 rows.
     constexpr index_t kBlock = 16;
+    auto blocks = [R](auto&& f) {  // f(r0, r1) for each block [r0, r1) of kBlock rows
+      for (index_t r0 = 0; r0 < R; r0 += kBlock) f(r0, std::min(r0 + kBlock, R));
+    };
     Var y = t.make_output(R, D);
     float *qv = t.value(q), *kv = t.value(k), *vv = t.value(v), *qg = t.grad(q), *kg = t.grad(k), *vg = t.grad(v);
     float *yv = t.value(y), *yg = t.grad(y);
@@ -847,18 +850,16 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
       const index_t o = h * dh;
       float* Ph = P + h * R * R;
       kt.pack_linear(R, dh, kv + o, D, nullptr, pk);  // S = Q K^T, columns up to the block's last row
-      for (index_t i0 = 0; i0 < R; i0 += kBlock) {
-        const index_t i1 = std::min(i0 + kBlock, R);
+      blocks([&](index_t i0, index_t i1) {
         kt.gemm_range(i1 - i0, qv + i0 * D + o, D, 1, pk, 0, dh, i1, Ph + i0 * R, R, none, false);
-      }
+      });
       for (index_t i = 0; i < R; ++i)
         for (index_t j = 0; j <= i; ++j) Ph[i * R + j] *= sc;
       kt.softmax_rows(R, R, Ph, R, true, 0, 0);  // writes the upper triangle as zeros
       kt.pack_linear_t(dh, R, vv + o, D, nullptr, pk);  // Y = P V
-      for (index_t i0 = 0; i0 < R; i0 += kBlock) {
-        const index_t i1 = std::min(i0 + kBlock, R);
+      blocks([&](index_t i0, index_t i1) {
         kt.gemm_range(i1 - i0, Ph + i0 * R, R, 1, pk, 0, i1, dh, yv + i0 * D + o, D, none, false);
-      }
+      });
     }
     Tape<T>* tp = &t;
     t.on_backward([=] {
@@ -868,10 +869,9 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
         const index_t o = h * dh;
         const float* Ph = P + h * R * R;
         kt.pack_linear(R, dh, vv + o, D, nullptr, pb);  // dP = dY V^T (lower part)
-        for (index_t i0 = 0; i0 < R; i0 += kBlock) {
-          const index_t i1 = std::min(i0 + kBlock, R);
+        blocks([&](index_t i0, index_t i1) {
           kt.gemm_range(i1 - i0, yg + i0 * D + o, D, 1, pb, 0, dh, i1, dS + i0 * R, R, none, false);
-        }
+        });
         for (index_t i = 0; i < R; ++i) {
           const float* p = Ph + i * R;
           float* ds = dS + i * R;
@@ -880,17 +880,19 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
           for (index_t j = 0; j <= i; ++j) ds[j] = p[j] * (ds[j] - dot) * sc;
           for (index_t j = i + 1; j < R; ++j) ds[j] = 0.0f;
         }
+        // Key rows [j0, j1) take gradient from query rows [j0, R): x is P^T / dS^T, k from j0.
         kt.pack_linear_t(dh, R, yg + o, D, nullptr, pb);  // dV += P^T dY
-        for (index_t j0 = 0; j0 < R; j0 += kBlock)
-          kt.gemm_range(std::min(j0 + kBlock, R) - j0, Ph + j0, 1, R, pb, j0, R, dh, vg + j0 * D + o, D, none, true);
+        blocks([&](index_t j0, index_t j1) {
+          kt.gemm_range(j1 - j0, Ph + j0, 1, R, pb, j0, R, dh, vg + j0 * D + o, D, none, true);
+        });
         kt.pack_linear_t(dh, R, kv + o, D, nullptr, pb);  // dQ += dS K
-        for (index_t i0 = 0; i0 < R; i0 += kBlock) {
-          const index_t i1 = std::min(i0 + kBlock, R);
+        blocks([&](index_t i0, index_t i1) {
           kt.gemm_range(i1 - i0, dS + i0 * R, R, 1, pb, 0, i1, dh, qg + i0 * D + o, D, none, true);
-        }
+        });
         kt.pack_linear_t(dh, R, qv + o, D, nullptr, pb);  // dK += dS^T Q
-        for (index_t j0 = 0; j0 < R; j0 += kBlock)
-          kt.gemm_range(std::min(j0 + kBlock, R) - j0, dS + j0, 1, R, pb, j0, R, dh, kg + j0 * D + o, D, none, true);
+        blocks([&](index_t j0, index_t j1) {
+          kt.gemm_range(j1 - j0, dS + j0, 1, R, pb, j0, R, dh, kg + j0 * D + o, D, none, true);
+        });
       }
     });
     return y;

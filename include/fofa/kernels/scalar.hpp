@@ -76,31 +76,26 @@ inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, c
   out.family = &table;
 }
 
-inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, float* y, index_t ldy,
-                 Activation act, bool accumulate) {
-  if (w.family != &table) throw Error("fofa: scalar gemm given a matrix packed by another kernel family");
-  const float* wd = w.data.data();
-  reference::linear<float>(M, w.N, w.K, x, ldx, wd, w.K, wd ? wd + w.N * w.K : nullptr, y, ldy, act, accumulate);
-}
-
-inline void gemm_at(index_t M, const float* xt, index_t ldxt, const PackedMatrix& w, float* y, index_t ldy,
-                    Activation act, bool accumulate) {
-  if (w.family != &table) throw Error("fofa: scalar gemm_at given a matrix packed by another kernel family");
-  const float* wd = w.data.data();
-  reference::linear_at<float>(M, w.N, w.K, xt, ldxt, wd, w.K, wd ? wd + w.N * w.K : nullptr, y, ldy, act,
-                              accumulate);
-}
-
 // Packed as [N, K] row-major then the bias: the range is a sub-block of it.
 inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, index_t k_begin,
                        index_t k_end, index_t n_end, float* y, index_t ldy, Activation act, bool accumulate) {
-  if (w.family != &table) throw Error("fofa: scalar gemm_range given a matrix packed by another kernel family");
+  if (w.family != &table) throw Error("fofa: scalar kernel given a matrix packed by another kernel family");
   if (k_begin < 0 || k_begin > k_end || k_end > w.K || n_end < 0 || n_end > w.N)
     detail::throw_bad_range(k_begin, k_end, n_end, w);
   const float* wd = w.data.data();
   reference::detail::linear_strided<float>(M, n_end, k_end - k_begin, x + k_begin * csx, rsx, csx,
                                            wd ? wd + k_begin : nullptr, w.K, wd ? wd + w.N * w.K : nullptr, y, ldy,
                                            act, accumulate);
+}
+
+inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, float* y, index_t ldy,
+                 Activation act, bool accumulate) {
+  gemm_range(M, x, ldx, 1, w, 0, w.K, w.N, y, ldy, act, accumulate);
+}
+
+inline void gemm_at(index_t M, const float* xt, index_t ldxt, const PackedMatrix& w, float* y, index_t ldy,
+                    Activation act, bool accumulate) {
+  gemm_range(M, xt, 1, ldxt, w, 0, w.K, w.N, y, ldy, act, accumulate);
 }
 
 }  // namespace fofa::kernels::scalar

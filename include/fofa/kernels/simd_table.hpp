@@ -193,9 +193,8 @@ FOFA_KERNELS_ALWAYS_INLINE inline void store_row(const Vec<Arch>* c, float* y, i
 }
 
 // x operand layouts of the micro-kernel, fixed at compile time so the addressing is as cheap as
-// with a single leading dimension: row-major (column stride 1), column-major (row stride 1, the
-// transposed operand of gemm_at), or any two strides.
-// How x is laid out: rows (x[i, k] = x[i * rsx + k], gemm) or cols (x[i, k] = x[i + k * csx], gemm_at).
+// with a single leading dimension: rows (x[i, k] = x[i * rsx + k], gemm) or cols
+// (x[i, k] = x[i + k * csx], the transposed operand of gemm_at).
 enum class XLayout { rows, cols };
 
 // y[MR, n_valid] = act(bias + x[MR, K] b[K, NV*W]) (+ y); x[i, k] = x[i * rsx + k * csx]; b rows
