@@ -13,9 +13,16 @@
 // executed. fma_peak_gflops: the measured one-core peak of the selected kernels.
 //   fofa-bench-train [--steps N] [--system forward_ofa|static] [--threads N]   (--threads: only that
 //   count, for profiling; default 1 and 2)
+//   fofa-bench-train --gemm-profile [--steps N] [--system S]   instead prints a text table of where
+//   a 1-thread step's packed-GEMM time goes, by shape (kernels::gemm_observer), each shape's
+//   in-situ GFLOP/s beside the same product repeated with its operands hot in cache, measured
+//   right after the steps. The observer's clock reads (two per GEMM call) are in the step time.
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <iostream>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -47,14 +54,126 @@ static double forward_flops(const ModelConfig& c, double t, int negatives) {
   return L * block + 2 * t * d * (1.0 + negatives);  // + the positive and negative logits
 }
 
+namespace gemm_profile {
+
+struct Shape {
+  index_t M, N, K;
+  bool x_transposed;
+  auto operator<=>(const Shape&) const = default;
+};
+struct Stat {
+  double calls = 0, flops = 0, seconds = 0;
+};
+std::map<Shape, Stat> stats;  // the observer runs on the one training thread only
+
+void observe(const kernels::GemmCall& c) {
+  Stat& s = stats[{c.M, c.N, c.K, c.x_transposed}];
+  s.calls += 1;
+  s.flops += 2.0 * static_cast<double>(c.M) * static_cast<double>(c.N) * static_cast<double>(c.K);
+  s.seconds += c.seconds;
+}
+
+// GFLOP/s of the shape's product repeated for 20 ms, operands hot in cache (same layout as in situ).
+double hot_gflops(const Shape& s) {
+  const kernels::KernelTable& kt = kernels::kernels();
+  std::vector<float> x(static_cast<std::size_t>(s.M * s.K), 0.01f), w(static_cast<std::size_t>(s.N * s.K), 0.01f),
+      y(static_cast<std::size_t>(s.M * s.N), 0.0f);
+  kernels::PackedMatrix pw;
+  kt.pack_linear(s.N, s.K, w.data(), s.K, nullptr, pw);
+  const index_t rsx = s.x_transposed ? 1 : s.K, csx = s.x_transposed ? s.M : 1;
+  auto run = [&] { kt.gemm_range(s.M, x.data(), rsx, csx, pw, 0, s.K, s.N, y.data(), s.N, kernels::Activation::none, true); };
+  run();
+  long reps = 0;
+  double elapsed = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  do {
+    for (int i = 0; i < 16; ++i) run();
+    reps += 16;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } while (elapsed < 0.02);
+  return 2.0 * static_cast<double>(s.M * s.N * s.K) * static_cast<double>(reps) / elapsed * 1e-9;
+}
+
+int run(const ModelConfig& cfg, const SplitData& data, const std::string& system, int steps) {
+  TrainerOptions opt;
+  opt.threads = 1;
+  opt.dropout = 0.2;
+  opt.progress = false;
+  Trainer tr(cfg, data, opt);
+  tr.step(tr.batch_samples(0, 0), 1.0);  // warm-up
+  double seconds = 0;
+  kernels::gemm_observer = &observe;
+  for (int s = 1; s <= steps; ++s) {
+    const auto samples = tr.batch_samples(static_cast<int>(s / tr.steps_per_epoch()), s % tr.steps_per_epoch());
+    const auto t0 = std::chrono::steady_clock::now();
+    tr.step(samples, 1.0);
+    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  }
+  kernels::gemm_observer = nullptr;
+  std::vector<std::pair<Shape, Stat>> rows(stats.begin(), stats.end());
+  std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
+  Stat total;
+  for (const auto& [shape, st] : rows) {
+    total.calls += st.calls;
+    total.flops += st.flops;
+    total.seconds += st.seconds;
+  }
+  const double peak = fofa::bench::selected_fma_peak_gflops(), n = static_cast<double>(steps);
+  std::printf("GEMM profile: %s, 1 thread, %d steps, %s kernels, FMA peak %.1f GFLOP/s (measured in this run)\n",
+              system.c_str(), steps, kernels::kernels().name, peak);
+  std::printf("GEMMs: %.0f calls, %.2f GFLOP and %.1f ms per step = %.0f%% of the step's %.1f ms; %.1f GFLOP/s in situ (%.0f%% of peak)\n",
+              total.calls / n, total.flops / n * 1e-9, total.seconds / n * 1e3, 100 * total.seconds / seconds,
+              seconds / n * 1e3, total.flops / total.seconds * 1e-9, 100 * total.flops / total.seconds * 1e-9 / peak);
+  std::printf("%5s %5s %5s %-4s %11s %11s %9s %9s %9s %8s\n", "M", "N", "K", "x", "calls/step", "GFLOP/step",
+              "% GEMM t", "situ GF/s", "hot GF/s", "situ/hot");
+  const std::size_t shown = std::min<std::size_t>(rows.size(), 14);
+  Stat rest;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto& [shape, st] = rows[i];
+    if (i >= shown) {
+      rest.calls += st.calls;
+      rest.flops += st.flops;
+      rest.seconds += st.seconds;
+      continue;
+    }
+    const double situ = st.flops / st.seconds * 1e-9, hot = hot_gflops(shape);
+    std::printf("%5ld %5ld %5ld %-4s %11.0f %11.3f %8.1f%% %9.1f %9.1f %7.0f%%\n", static_cast<long>(shape.M),
+                static_cast<long>(shape.N), static_cast<long>(shape.K), shape.x_transposed ? "x^T" : "x", st.calls / n,
+                st.flops / n * 1e-9, 100 * st.seconds / total.seconds, situ, hot, 100 * situ / hot);
+  }
+  if (rest.calls > 0)
+    std::printf("(%zu other shapes: %.0f calls, %.3f GFLOP per step, %.1f%% of GEMM time, %.1f GFLOP/s in situ)\n",
+                rows.size() - shown, rest.calls / n, rest.flops / n * 1e-9, 100 * rest.seconds / total.seconds,
+                rest.flops / rest.seconds * 1e-9);
+  std::printf("x^T: x read transposed (gemm_at's layout: the weight gradients dW = dy^T x); hot: the same call repeated for 20 ms\n");
+  return 0;
+}
+
+}  // namespace gemm_profile
+
 int main(int argc, char** argv) {
   int steps = 5;
   std::string system = "forward_ofa";
   std::vector<int> thread_counts = {1, 2};
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (!std::strcmp(argv[i], "--steps")) steps = std::stoi(argv[i + 1]);
-    else if (!std::strcmp(argv[i], "--system")) system = argv[i + 1];
-    else if (!std::strcmp(argv[i], "--threads")) thread_counts = {std::stoi(argv[i + 1])};
+  bool profile = false;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--gemm-profile") {
+      profile = true;
+      continue;
+    }
+    if (i + 1 >= argc || (a != "--steps" && a != "--system" && a != "--threads")) {
+      std::cerr << "usage: fofa-bench-train [--steps N] [--system forward_ofa|static] [--threads N] [--gemm-profile]\n";
+      return 2;
+    }
+    const std::string v = argv[++i];
+    if (a == "--steps") steps = std::stoi(v);
+    else if (a == "--system") system = v;
+    else thread_counts = {std::stoi(v)};
+  }
+  if (system != "forward_ofa" && system != "static") {
+    std::cerr << "fofa-bench-train: --system is forward_ofa or static, not " << system << "\n";
+    return 2;
   }
   ModelConfig cfg;
   cfg.items = 23715;
@@ -65,6 +184,7 @@ int main(int argc, char** argv) {
   // 53 items per user: 51 training items -> 50 input rows per sample.
   const auto syn = make_synthetic({.items = 23715, .users = 2048, .min_length = 53, .max_length = 53, .seed = 3});
   const SplitData data = split_leave_one_out(syn.data);
+  if (profile) return gemm_profile::run(cfg, data, system, steps);
   nlohmann::json out = {{"system", system}, {"batch", 128}, {"rows_per_sequence", 50}, {"steps", steps}};
   // Every sample has 50 rows (loss on all of them: the FLOPs of the forward do not depend on t0).
   out["model_gflop_per_step"] = 128 * 3 * forward_flops(cfg, 50, TrainerOptions{}.negatives) * 1e-9;

@@ -2,6 +2,7 @@
 // into this library that the CPU supports and picks the best, or the one named by the
 // environment variable FOFA_ISA (scalar|avx2|avx512|neon). Compiled without ISA flags.
 #include <cstdlib>
+#include <chrono>
 #include <cstring>
 #include <string>
 #include <vector>
@@ -77,6 +78,10 @@ void detail::throw_bad_range(index_t k_begin, index_t k_end, index_t n_end, cons
   throw Error("fofa: gemm_range k [" + std::to_string(k_begin) + ", " + std::to_string(k_end) + "), n_end " +
               std::to_string(n_end) + " outside the packed matrix (K " + std::to_string(w.K) + ", N " +
               std::to_string(w.N) + ")");
+}
+
+double detail::gemm_clock() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
 const KernelTable& scalar_kernels() { return scalar::table; }

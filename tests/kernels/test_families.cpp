@@ -299,6 +299,37 @@ TEST_CASE("gemm_range over the nonzero part of x equals the full gemm bit for bi
   }
 }
 
+namespace {
+std::vector<GemmCall> observed;
+void record_gemm(const GemmCall& c) { observed.push_back(c); }
+}  // namespace
+
+TEST_CASE("gemm_observer sees every gemm, gemm_at and gemm_range with its shape, and nothing when unset") {
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    const index_t M = 7, N = 33, K = 17;
+    auto x = random_vec(static_cast<std::size_t>(M * K), 5), w = random_vec(static_cast<std::size_t>(N * K), 6);
+    PackedMatrix p;
+    t->pack_linear(N, K, w.data(), K, nullptr, p);
+    std::vector<float> y(static_cast<std::size_t>(M * N)), y_seen(y.size());
+    t->gemm(M, x.data(), K, p, y.data(), N, Activation::none, false);
+    observed.clear();
+    gemm_observer = &record_gemm;
+    t->gemm(M, x.data(), K, p, y_seen.data(), N, Activation::none, false);
+    t->gemm_at(M, x.data(), M, p, y_seen.data(), N, Activation::none, true);  // x read as x^T [K, M]
+    t->gemm_range(M, x.data(), K, 1, p, 3, 11, 20, y_seen.data(), N, Activation::none, true);
+    gemm_observer = nullptr;
+    t->gemm(M, x.data(), K, p, y_seen.data(), N, Activation::none, false);  // unobserved: same result
+    REQUIRE(observed.size() == 3);
+    CHECK((observed[0].M == M && observed[0].N == N && observed[0].K == K && !observed[0].x_transposed));
+    CHECK((observed[1].M == M && observed[1].N == N && observed[1].K == K && observed[1].x_transposed));
+    CHECK((observed[2].M == M && observed[2].N == 20 && observed[2].K == 8 && !observed[2].x_transposed));
+    for (const GemmCall& c : observed) CHECK(c.seconds >= 0.0);
+    CHECK(count_far(y_seen.data(), y.data(), y.size(), 0.0f, 0.0f) == 0);
+  }
+}
+
 // Not bit-exact: the SIMD families compute the moment updates b m + (1 - b) g and the L2 term
 // g + wd p as FMAs, which round once where the reference rounds twice (and the scalar table may
 // be contracted the same way by the compiler when built with -mfma).

@@ -123,6 +123,19 @@ struct KernelTable {
                      index_t k_end, index_t n_end, float* y, index_t ldy, Activation act, bool accumulate);
 };
 
+// One packed GEMM as gemm_observer sees it: y[M, N] from x[M, K] (x_transposed: the column
+// layout of gemm_at), and the wall time it took.
+struct GemmCall {
+  index_t M, N, K;
+  bool x_transposed;
+  double seconds;
+};
+// Profiling hook (fofa-bench-train --gemm-profile): when set, every gemm, gemm_at and gemm_range
+// of every family times itself and reports here, from the calling thread (so the observer must be
+// thread-safe if kernels run on several). nullptr, the default, costs one branch per call. Change
+// it only while no kernel runs.
+inline void (*gemm_observer)(const GemmCall&) = nullptr;
+
 // Header-only builds define these inline (fofa/kernels/select.hpp); dispatch builds define
 // them once in src/kernels/dispatch.cpp.
 #if defined(FOFA_DISPATCH)
@@ -148,6 +161,8 @@ FOFA_KERNELS_SELECT_API void resize_packed(PackedMatrix& p, index_t floats);
 // gemm_range's bounds outside the packed matrix.
 [[noreturn]] FOFA_KERNELS_SELECT_API void throw_bad_range(index_t k_begin, index_t k_end, index_t n_end,
                                                           const PackedMatrix& w);
+// Seconds on a steady clock, for gemm_observer.
+FOFA_KERNELS_SELECT_API double gemm_clock();
 }  // namespace detail
 
 }  // namespace fofa::kernels

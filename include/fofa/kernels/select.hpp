@@ -6,6 +6,7 @@
 // Dispatch builds instead choose by CPU at run time in src/kernels/dispatch.cpp.
 #pragma once
 
+#include <chrono>
 #include <cstring>
 #include <span>
 #include <string>
@@ -45,6 +46,9 @@ inline void resize_packed(PackedMatrix& p, index_t floats) {
   throw Error("fofa: gemm_range k [" + std::to_string(k_begin) + ", " + std::to_string(k_end) + "), n_end " +
               std::to_string(n_end) + " outside the packed matrix (K " + std::to_string(w.K) + ", N " +
               std::to_string(w.N) + ")");
+}
+inline double gemm_clock() {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 }  // namespace detail
 

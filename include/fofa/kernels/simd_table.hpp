@@ -332,6 +332,7 @@ inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, cons
   const index_t K = w.K, N = w.N;
   if (k_begin < 0 || k_begin > k_end || k_end > K || n_end < 0 || n_end > N)
     detail::throw_bad_range(k_begin, k_end, n_end, w);
+  const double t0 = gemm_observer ? detail::gemm_clock() : 0.0;
   for (index_t n0 = 0; n0 < n_end; n0 += NR) {
     const index_t ld = ((N - n0 < NR ? N - n0 : NR) + W - 1) / W * W;  // the panel's packed width
     const index_t nr = n_end - n0 < NR ? n_end - n0 : NR;
@@ -340,6 +341,7 @@ inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, cons
     gemm_panel_nv<Arch>(nv, M, k_end - k_begin, x + k_begin * csx, rsx, csx, panel + k_begin * ld, ld, panel + K * ld,
                         y + n0, ldy, nr, act, accumulate);
   }
+  if (gemm_observer) gemm_observer(GemmCall{M, n_end, k_end - k_begin, csx != 1, detail::gemm_clock() - t0});
 }
 
 // y = act(x W^T + b) (+ y) with x[m, k] = x[m * rsx + k * csx].
