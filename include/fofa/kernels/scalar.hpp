@@ -83,11 +83,18 @@ inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, cons
   if (k_begin < 0 || k_begin > k_end || k_end > w.K || n_end < 0 || n_end > w.N)
     detail::throw_bad_range(k_begin, k_end, n_end, w);
   const float* wd = w.data.data();
-  const double t0 = gemm_observer ? detail::gemm_clock() : 0.0;
-  reference::detail::linear_strided<float>(M, n_end, k_end - k_begin, x + k_begin * csx, rsx, csx,
-                                           wd ? wd + k_begin : nullptr, w.K, wd ? wd + w.N * w.K : nullptr, y, ldy,
-                                           act, accumulate);
-  if (gemm_observer) gemm_observer(GemmCall{M, n_end, k_end - k_begin, csx != 1, detail::gemm_clock() - t0});
+  auto run = [&] {
+    reference::detail::linear_strided<float>(M, n_end, k_end - k_begin, x + k_begin * csx, rsx, csx,
+                                             wd ? wd + k_begin : nullptr, w.K, wd ? wd + w.N * w.K : nullptr, y, ldy,
+                                             act, accumulate);
+  };
+  if (gemm_observer) [[unlikely]] {  // profiling (kernel_table.hpp): off the hot path
+    const double t0 = detail::gemm_clock();
+    run();
+    gemm_observer(GemmCall{M, n_end, k_end - k_begin, csx != 1, detail::gemm_clock() - t0});
+    return;
+  }
+  run();
 }
 
 inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, float* y, index_t ldy,

@@ -321,18 +321,13 @@ inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, c
   out.family = family<Arch>();
 }
 
-// y[:, :n_end] = act(x[:, k_begin:k_end] W[:n_end, k_begin:k_end]^T + b) (+ y) with
-// x[m, k] = x[m * rsx + k * csx] (KernelTable::gemm_range). A panel's rows are its packed width
-// apart whatever part of it is computed; the bias row follows row K.
+// The panels of gemm_range, bounds already checked.
 template <class Arch>
-inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, index_t k_begin,
-                       index_t k_end, index_t n_end, float* y, index_t ldy, Activation act, bool accumulate) {
-  if (w.family != family<Arch>()) detail::throw_foreign_matrix(Traits<Arch>::name);
+inline void gemm_range_panels(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w,
+                              index_t k_begin, index_t k_end, index_t n_end, float* y, index_t ldy, Activation act,
+                              bool accumulate) {
   constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
   const index_t K = w.K, N = w.N;
-  if (k_begin < 0 || k_begin > k_end || k_end > K || n_end < 0 || n_end > N)
-    detail::throw_bad_range(k_begin, k_end, n_end, w);
-  const double t0 = gemm_observer ? detail::gemm_clock() : 0.0;
   for (index_t n0 = 0; n0 < n_end; n0 += NR) {
     const index_t ld = ((N - n0 < NR ? N - n0 : NR) + W - 1) / W * W;  // the panel's packed width
     const index_t nr = n_end - n0 < NR ? n_end - n0 : NR;
@@ -341,7 +336,30 @@ inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, cons
     gemm_panel_nv<Arch>(nv, M, k_end - k_begin, x + k_begin * csx, rsx, csx, panel + k_begin * ld, ld, panel + K * ld,
                         y + n0, ldy, nr, act, accumulate);
   }
-  if (gemm_observer) gemm_observer(GemmCall{M, n_end, k_end - k_begin, csx != 1, detail::gemm_clock() - t0});
+}
+
+// gemm_range_panels timed for gemm_observer; out of line so the unobserved path stays as lean.
+template <class Arch>
+[[gnu::noinline]] void gemm_range_observed(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w,
+                                           index_t k_begin, index_t k_end, index_t n_end, float* y, index_t ldy,
+                                           Activation act, bool accumulate) {
+  const double t0 = detail::gemm_clock();
+  gemm_range_panels<Arch>(M, x, rsx, csx, w, k_begin, k_end, n_end, y, ldy, act, accumulate);
+  gemm_observer(GemmCall{M, n_end, k_end - k_begin, csx != 1, detail::gemm_clock() - t0});
+}
+
+// y[:, :n_end] = act(x[:, k_begin:k_end] W[:n_end, k_begin:k_end]^T + b) (+ y) with
+// x[m, k] = x[m * rsx + k * csx] (KernelTable::gemm_range). A panel's rows are its packed width
+// apart whatever part of it is computed; the bias row follows row K.
+template <class Arch>
+inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, index_t k_begin,
+                       index_t k_end, index_t n_end, float* y, index_t ldy, Activation act, bool accumulate) {
+  if (w.family != family<Arch>()) detail::throw_foreign_matrix(Traits<Arch>::name);
+  if (k_begin < 0 || k_begin > k_end || k_end > w.K || n_end < 0 || n_end > w.N)
+    detail::throw_bad_range(k_begin, k_end, n_end, w);
+  if (gemm_observer) [[unlikely]]
+    return gemm_range_observed<Arch>(M, x, rsx, csx, w, k_begin, k_end, n_end, y, ldy, act, accumulate);
+  gemm_range_panels<Arch>(M, x, rsx, csx, w, k_begin, k_end, n_end, y, ldy, act, accumulate);
 }
 
 // y = act(x W^T + b) (+ y) with x[m, k] = x[m * rsx + k * csx].
