@@ -21,6 +21,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <exception>
 #include <iostream>
 #include <map>
 #include <string>
@@ -151,7 +152,22 @@ int run(const ModelConfig& cfg, const SplitData& data, const std::string& system
 
 }  // namespace gemm_profile
 
+// A count argument: a whole number >= 1, else -1.
+static int positive_count(const std::string& v) {
+  std::size_t used = 0;
+  int n = -1;
+  try {
+    n = std::stoi(v, &used);
+  } catch (const std::exception&) {
+    return -1;
+  }
+  return used == v.size() && n >= 1 ? n : -1;
+}
+
 int main(int argc, char** argv) {
+  const char* usage =
+      "usage: fofa-bench-train [--steps N] [--system forward_ofa|static] [--threads N] [--gemm-profile]\n"
+      "  N >= 1; --gemm-profile always runs 1 thread\n";
   int steps = 5;
   std::string system = "forward_ofa";
   std::vector<int> thread_counts = {1, 2};
@@ -163,13 +179,21 @@ int main(int argc, char** argv) {
       continue;
     }
     if (i + 1 >= argc || (a != "--steps" && a != "--system" && a != "--threads")) {
-      std::cerr << "usage: fofa-bench-train [--steps N] [--system forward_ofa|static] [--threads N] [--gemm-profile]\n";
+      std::cerr << usage;
       return 2;
     }
     const std::string v = argv[++i];
-    if (a == "--steps") steps = std::stoi(v);
-    else if (a == "--system") system = v;
-    else thread_counts = {std::stoi(v)};
+    if (a == "--system") {
+      system = v;
+      continue;
+    }
+    const int n = positive_count(v);
+    if (n < 1) {
+      std::cerr << "fofa-bench-train: " << a << " needs a whole number >= 1, not '" << v << "'\n" << usage;
+      return 2;
+    }
+    if (a == "--steps") steps = n;
+    else thread_counts = {n};
   }
   if (system != "forward_ofa" && system != "static") {
     std::cerr << "fofa-bench-train: --system is forward_ofa or static, not " << system << "\n";
