@@ -55,6 +55,36 @@ static double forward_flops(const ModelConfig& c, double t, int negatives) {
   return L * block + 2 * t * d * (1.0 + negatives);  // + the positive and negative logits
 }
 
+// The benchmark's trainer (dropout 0.2, no progress bar) after one untimed warm-up step (arenas,
+// page faults).
+struct BenchTrainer {
+  Trainer tr;
+  BenchTrainer(const ModelConfig& cfg, const SplitData& data, int threads)
+      : tr(cfg, data, [threads] {
+          TrainerOptions opt;
+          opt.threads = threads;
+          opt.dropout = 0.2;
+          opt.progress = false;
+          return opt;
+        }()) {
+    tr.step(tr.batch_samples(0, 0), 1.0);
+  }
+  // Runs `steps` steps; returns their wall seconds (and process CPU seconds through cpu). Sampling
+  // is not timed (PyTorch gets its batch ready too); past one epoch (16 steps) come the next's batches.
+  double timed_steps(int steps, double* cpu = nullptr) {
+    double seconds = 0;
+    for (int s = 1; s <= steps; ++s) {
+      const auto samples = tr.batch_samples(static_cast<int>(s / tr.steps_per_epoch()), s % tr.steps_per_epoch());
+      const auto t0 = std::chrono::steady_clock::now();
+      const double c0 = cpu_seconds();
+      tr.step(samples, 1.0);
+      if (cpu) *cpu += cpu_seconds() - c0;
+      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    }
+    return seconds;
+  }
+};
+
 namespace gemm_profile {
 
 struct Shape {
@@ -64,6 +94,11 @@ struct Shape {
 };
 struct Stat {
   double calls = 0, flops = 0, seconds = 0;
+  void add(const Stat& o) {
+    calls += o.calls;
+    flops += o.flops;
+    seconds += o.seconds;
+  }
 };
 std::map<Shape, Stat> stats;  // the observer runs on the one training thread only
 
@@ -96,29 +131,14 @@ double hot_gflops(const Shape& s) {
 }
 
 int run(const ModelConfig& cfg, const SplitData& data, const std::string& system, int steps) {
-  TrainerOptions opt;
-  opt.threads = 1;
-  opt.dropout = 0.2;
-  opt.progress = false;
-  Trainer tr(cfg, data, opt);
-  tr.step(tr.batch_samples(0, 0), 1.0);  // warm-up
-  double seconds = 0;
+  BenchTrainer bt(cfg, data, 1);
   kernels::gemm_observer = &observe;
-  for (int s = 1; s <= steps; ++s) {
-    const auto samples = tr.batch_samples(static_cast<int>(s / tr.steps_per_epoch()), s % tr.steps_per_epoch());
-    const auto t0 = std::chrono::steady_clock::now();
-    tr.step(samples, 1.0);
-    seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  }
+  const double seconds = bt.timed_steps(steps);
   kernels::gemm_observer = nullptr;
   std::vector<std::pair<Shape, Stat>> rows(stats.begin(), stats.end());
   std::sort(rows.begin(), rows.end(), [](const auto& a, const auto& b) { return a.second.seconds > b.second.seconds; });
   Stat total;
-  for (const auto& [shape, st] : rows) {
-    total.calls += st.calls;
-    total.flops += st.flops;
-    total.seconds += st.seconds;
-  }
+  for (const auto& row : rows) total.add(row.second);
   const double peak = fofa::bench::selected_fma_peak_gflops(), n = static_cast<double>(steps);
   std::printf("GEMM profile: %s, 1 thread, %d steps, %s kernels, FMA peak %.1f GFLOP/s (measured in this run)\n",
               system.c_str(), steps, kernels::kernels().name, peak);
@@ -132,9 +152,7 @@ int run(const ModelConfig& cfg, const SplitData& data, const std::string& system
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const auto& [shape, st] = rows[i];
     if (i >= shown) {
-      rest.calls += st.calls;
-      rest.flops += st.flops;
-      rest.seconds += st.seconds;
+      rest.add(st);
       continue;
     }
     const double situ = st.flops / st.seconds * 1e-9, hot = hot_gflops(shape);
@@ -215,22 +233,9 @@ int main(int argc, char** argv) {
   out["fma_peak_gflops"] = fofa::bench::selected_fma_peak_gflops();
   out["kernels"] = fofa::kernels::kernels().name;
   for (int threads : thread_counts) {
-    TrainerOptions opt;
-    opt.threads = threads;
-    opt.dropout = 0.2;
-    opt.progress = false;
-    Trainer tr(cfg, data, opt);
-    tr.step(tr.batch_samples(0, 0), 1.0);  // warm-up: arenas, page faults
-    double seconds = 0, cpu = 0;
-    for (int s = 1; s <= steps; ++s) {
-      // Sampling is not timed (PyTorch gets its batch ready too); past one epoch (16 steps) the next.
-      const auto samples = tr.batch_samples(static_cast<int>(s / tr.steps_per_epoch()), s % tr.steps_per_epoch());
-      const auto t0 = std::chrono::steady_clock::now();
-      const double c0 = cpu_seconds();
-      tr.step(samples, 1.0);
-      cpu += cpu_seconds() - c0;
-      seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    }
+    BenchTrainer bt(cfg, data, threads);
+    double cpu = 0;
+    const double seconds = bt.timed_steps(steps, &cpu);
     out["fofa_threads_" + std::to_string(threads)] = 128.0 * steps / seconds;
     out["cpu_seconds_per_step_threads_" + std::to_string(threads)] = cpu / steps;
   }

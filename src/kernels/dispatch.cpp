@@ -1,8 +1,8 @@
 // Run-time kernel selection for dispatch builds (FOFA_DISPATCH): lists the tables compiled
 // into this library that the CPU supports and picks the best, or the one named by the
 // environment variable FOFA_ISA (scalar|avx2|avx512|neon). Compiled without ISA flags.
-#include <cstdlib>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <string>
 #include <vector>

@@ -163,6 +163,14 @@ FOFA_KERNELS_SELECT_API void resize_packed(PackedMatrix& p, index_t floats);
                                                           const PackedMatrix& w);
 // Seconds on a steady clock, for gemm_observer.
 FOFA_KERNELS_SELECT_API double gemm_clock();
+// Runs run() timed and reports it to gemm_observer as y[M, N] from x[M, K]. Out of line, so a
+// kernel's unobserved path compiles as lean as without the hook.
+template <class F>
+[[gnu::noinline]] void observed_gemm(index_t M, index_t N, index_t K, bool x_transposed, F&& run) {
+  const double t0 = gemm_clock();
+  run();
+  gemm_observer(GemmCall{M, N, K, x_transposed, gemm_clock() - t0});
+}
 }  // namespace detail
 
 }  // namespace fofa::kernels

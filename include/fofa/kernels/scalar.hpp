@@ -88,12 +88,8 @@ inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, cons
                                              wd ? wd + k_begin : nullptr, w.K, wd ? wd + w.N * w.K : nullptr, y, ldy,
                                              act, accumulate);
   };
-  if (gemm_observer) [[unlikely]] {  // profiling (kernel_table.hpp): off the hot path
-    const double t0 = detail::gemm_clock();
-    run();
-    gemm_observer(GemmCall{M, n_end, k_end - k_begin, csx != 1, detail::gemm_clock() - t0});
-    return;
-  }
+  if (gemm_observer) [[unlikely]]
+    return detail::observed_gemm(M, n_end, k_end - k_begin, csx != 1, run);
   run();
 }
 

@@ -338,16 +338,6 @@ inline void gemm_range_panels(index_t M, const float* x, index_t rsx, index_t cs
   }
 }
 
-// gemm_range_panels timed for gemm_observer; out of line so the unobserved path stays as lean.
-template <class Arch>
-[[gnu::noinline]] void gemm_range_observed(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w,
-                                           index_t k_begin, index_t k_end, index_t n_end, float* y, index_t ldy,
-                                           Activation act, bool accumulate) {
-  const double t0 = detail::gemm_clock();
-  gemm_range_panels<Arch>(M, x, rsx, csx, w, k_begin, k_end, n_end, y, ldy, act, accumulate);
-  gemm_observer(GemmCall{M, n_end, k_end - k_begin, csx != 1, detail::gemm_clock() - t0});
-}
-
 // y[:, :n_end] = act(x[:, k_begin:k_end] W[:n_end, k_begin:k_end]^T + b) (+ y) with
 // x[m, k] = x[m * rsx + k * csx] (KernelTable::gemm_range). A panel's rows are its packed width
 // apart whatever part of it is computed; the bias row follows row K.
@@ -358,7 +348,9 @@ inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, cons
   if (k_begin < 0 || k_begin > k_end || k_end > w.K || n_end < 0 || n_end > w.N)
     detail::throw_bad_range(k_begin, k_end, n_end, w);
   if (gemm_observer) [[unlikely]]
-    return gemm_range_observed<Arch>(M, x, rsx, csx, w, k_begin, k_end, n_end, y, ldy, act, accumulate);
+    return detail::observed_gemm(M, n_end, k_end - k_begin, csx != 1, [&] {
+      gemm_range_panels<Arch>(M, x, rsx, csx, w, k_begin, k_end, n_end, y, ldy, act, accumulate);
+    });
   gemm_range_panels<Arch>(M, x, rsx, csx, w, k_begin, k_end, n_end, y, ldy, act, accumulate);
 }
 
