@@ -130,6 +130,24 @@ TEST_CASE("fofa writer is atomic: no temp file left, existing file replaced whol
   fs::remove_all(dir);
 }
 
+TEST_CASE("check_writable refuses a missing directory or a directory name up front and leaves nothing") {
+  const fs::path dir = temp_dir() / "writable";
+  fs::create_directories(dir);
+  CHECK_NOTHROW(check_writable(dir / "model.fofa"));
+  CHECK_FALSE(fs::exists(dir / "model.fofa"));
+  CHECK(fs::is_empty(dir));
+  CHECK_THROWS_WITH_AS(check_writable(dir / "no-such-dir" / "x.fofa"),
+                       doctest::Contains("cannot be written: No such file or directory"), Error);
+  CHECK_THROWS_WITH_AS(check_writable(dir), doctest::Contains("is a directory"), Error);
+  {
+    std::ofstream(dir / "old.fofa") << "old contents";  // an existing file is left as it is
+  }
+  CHECK_NOTHROW(check_writable(dir / "old.fofa"));
+  std::ifstream in(dir / "old.fofa");
+  CHECK(std::string((std::istreambuf_iterator<char>(in)), {}) == "old contents");
+  fs::remove_all(dir.parent_path());
+}
+
 TEST_CASE("fofa writer rejects bad tensors and keys") {
   FofaWriter w("device");
   Tensor<float> t(Shape{2});

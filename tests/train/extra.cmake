@@ -36,11 +36,12 @@ if(FOFA_BUILD_EXAMPLES)
   endif()
 endif()
 
-# Warm start (`fofa train --init`) on a small generated interaction file.
+# `fofa train` on a small generated interaction file: warm start (--init), --resume, and the
+# errors that must come before any training.
 if(FOFA_BUILD_EXAMPLES)
-  add_test(NAME train_init_cli
-    COMMAND ${CMAKE_COMMAND} -DFOFA=$<TARGET_FILE:fofa-cli> -DWORK=${CMAKE_CURRENT_BINARY_DIR}/train_init_cli
-            -P ${CMAKE_CURRENT_SOURCE_DIR}/train/init_check.cmake)
+  add_test(NAME train_cli
+    COMMAND ${CMAKE_COMMAND} -DFOFA=$<TARGET_FILE:fofa-cli> -DWORK=${CMAKE_CURRENT_BINARY_DIR}/train_cli
+            -P ${CMAKE_CURRENT_SOURCE_DIR}/train/train_cli_check.cmake)
 endif()
 
 # The demo's controller separates its two kinds of synthetic users (a few seconds in Release; the

@@ -111,11 +111,37 @@ TEST_CASE("a NaN loss stops training with a clear message and leaves the checkpo
   std::ifstream in(ckpt, std::ios::binary);
   const std::string before((std::istreambuf_iterator<char>(in)), {});
   tr.model().params().at("blocks.0.ffn.w1.weight").value[3] = NAN;
-  CHECK_THROWS_WITH_AS(tr.step(tr.batch_samples(1, 0), 0.5), doctest::Contains("training diverged"), fofa::Error);
+  const std::string kept = "the last good checkpoint " + ckpt.string() + ", after epoch 1, is kept";
+  CHECK_THROWS_WITH_AS(tr.step(tr.batch_samples(1, 0), 0.5), doctest::Contains(kept.c_str()), fofa::Error);
   CHECK(std::filesystem::file_size(ckpt) == size);
   std::ifstream in2(ckpt, std::ios::binary);
   CHECK(std::string((std::istreambuf_iterator<char>(in2)), {}) == before);
   std::filesystem::remove(ckpt);
+}
+
+TEST_CASE("a NaN loss before the first checkpoint says that no checkpoint exists yet") {
+  const auto ckpt = temp_path("nan-early.fofa");
+  TrainerOptions o = small_options();
+  o.checkpoint = ckpt.string();
+  Trainer tr(small_config(400), synthetic_split(), o);
+  tr.model().params().at("blocks.0.ffn.w1.weight").value[3] = NAN;
+  CHECK_THROWS_WITH_AS(tr.step(tr.batch_samples(0, 0), 0.5), doctest::Contains("no checkpoint written yet"),
+                       fofa::Error);
+  CHECK_FALSE(std::filesystem::exists(ckpt));
+}
+
+TEST_CASE("data with no user of 3 or more interactions is refused: nothing to validate") {
+  InteractionData raw;
+  raw.items = 200;
+  raw.users = {{1, 2}, {3, 4}, {5, 6}};  // trainable (2 items each) but never evaluated
+  const SplitData data = split_leave_one_out(raw);
+  CHECK_THROWS_WITH_AS(Trainer(small_config(200), data, small_options()),
+                       doctest::Contains("no user has 3 or more interactions"), fofa::Error);
+  raw.users.push_back({7, 8, 9, 10});  // one evaluated user is enough
+  const SplitData one = split_leave_one_out(raw);
+  Trainer tr(small_config(200), one, small_options());
+  CHECK(evaluate(tr.model(), one, {}).users == 1);
+  CHECK_THROWS_WITH_AS(evaluate(tr.model(), data, {}), doctest::Contains("no user to evaluate"), fofa::Error);
 }
 
 TEST_CASE("resume rejects a corrupt checkpoint or one of another configuration") {

@@ -1,11 +1,13 @@
 // `fofa train DATA --config CONFIG.json --out MODEL.fofa`: trains a model on an interaction file
 // (either format of SPEC 9) with the SPEC 6 objective, validates every epoch with early stopping,
 // reports the test metrics of SPEC 7 and writes the best model atomically.
+#include <filesystem>
 #include <iostream>
 #include <string>
 #include <vector>
 
 #include "cli.hpp"
+#include "fofa/io/file_util.hpp"
 #include "fofa/io/model_file.hpp"
 #include "fofa/train/options_json.hpp"
 
@@ -15,7 +17,7 @@ namespace fofa::cli {
 // --epochs N, --threads N, --eval-users N (validation subset, 0 = all), --quiet, --json,
 // --init MODEL.fofa (warm start: every tensor of this model that MODEL also has, e.g. a trained static
 // backbone under a Forward-OFA config, whose zero-initialised mapper heads then start from exactly
-// that static model, SPEC 4; shapes must agree; ignored on --resume).
+// that static model, SPEC 4; shapes must agree; ignored when --resume finds a checkpoint).
 int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
   const Args args(argv, {"--config", "--out", "--checkpoint", "--epochs", "--threads", "--eval-users", "--init"},
                   {"--resume", "--quiet", "--json"});
@@ -37,6 +39,8 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
     if (quiet) exp.train.progress = false;
     exp.train.checkpoint = checkpoint;
     exp.train.validate();
+    fofa::io::check_writable(out_path);  // before hours of training, not after
+    fofa::io::check_writable(checkpoint);
 
     const InteractionData raw = load_interactions(data_path);
     const SplitData data = split_leave_one_out(raw);
@@ -45,7 +49,10 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
               << raw.actions() << " actions\n";
     Trainer trainer(cfg, data, exp.train);
     nlohmann::json init_report = nullptr;
-    if (resume && std::filesystem::exists(exp.train.checkpoint)) {
+    const bool resuming = resume && std::filesystem::exists(exp.train.checkpoint);
+    if (resume && !resuming)
+      std::cerr << "no checkpoint " << exp.train.checkpoint << " yet: --resume starts from the beginning\n";
+    if (resuming) {
       trainer.resume(exp.train.checkpoint);
       std::cerr << "resumed from " << exp.train.checkpoint << " after epoch " << trainer.epochs_done() << "\n";
     } else if (args.has("--init")) {

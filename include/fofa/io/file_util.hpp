@@ -14,6 +14,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <system_error>
 
 #include "fofa/core/aligned.hpp"
 
@@ -121,6 +122,25 @@ inline std::shared_ptr<const FileBytes> map_file_bytes(const std::filesystem::pa
   return std::make_shared<detail::MappedBytes>(p, size);
 #else
   return read_file_bytes(path);
+#endif
+}
+
+// Fails now, with the reason, where write_file_atomic(path, ...) would fail to create its temp
+// file (missing or read-only directory) or to rename it (path is a directory), so a long job
+// learns it before its work rather than after. Creates and removes that temp file; leaves nothing.
+inline void check_writable(const std::filesystem::path& path) {
+  std::error_code ec;
+  FOFA_CHECK(!std::filesystem::is_directory(path, ec), path.string(), ": is a directory, not a file name");
+#if FOFA_HAVE_POSIX_IO
+  const std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
+  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  FOFA_CHECK(fd >= 0, path.string(), ": cannot be written: ", detail::errno_text());
+  ::close(fd);
+  ::unlink(tmp.c_str());
+#else
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  FOFA_CHECK(std::ofstream(tmp, std::ios::binary | std::ios::trunc).good(), path.string(), ": cannot be written");
+  std::filesystem::remove(tmp, ec);
 #endif
 }
 

@@ -64,6 +64,8 @@ EvalResult evaluate(const TrainableModel<T>& model, const SplitData& data, const
   std::vector<std::size_t> users;
   for (std::size_t u = 0; u < data.users.size(); ++u)
     if (data.users[u].evaluated()) users.push_back(u);
+  FOFA_CHECK(!users.empty(), "no user to evaluate: the leave-one-out split evaluates users with 3 or more ",
+             "interactions, and this data set has none");
   if (opt.max_users > 0 && static_cast<std::int64_t>(users.size()) > opt.max_users) {
     Rng rng(opt.seed, 0x5e1ec7);
     for (std::size_t i = 0; i < static_cast<std::size_t>(opt.max_users); ++i)

@@ -25,6 +25,7 @@
 #include <optional>
 #include <ostream>
 #include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -101,6 +102,8 @@ class Trainer {
     for (std::size_t u = 0; u < data.users.size(); ++u)
       if (data.users[u].train.size() >= 2) trainable_users_.push_back(u);
     FOFA_CHECK(!trainable_users_.empty(), "no user has 2 or more training items");
+    FOFA_CHECK(std::any_of(data.users.begin(), data.users.end(), [](const UserSplit& u) { return u.evaluated(); }),
+               "no user has 3 or more interactions, so the leave-one-out split has nothing to validate or test");
     train_sorted_.resize(data.users.size());
     for (std::size_t u : trainable_users_) {
       auto h = data.users[u].train;
@@ -172,7 +175,10 @@ class Trainer {
              << "  valid HR@10 " << rec.valid_hr10 << "  NDCG@10 " << rec.valid_ndcg10 << "  blocks "
              << std::setprecision(2) << rec.blocks_kept << "  " << std::setprecision(0) << rec.sequences_per_second
              << " seq/s" << (best_epoch_ == epoch_ ? "  (best)" : "") << std::defaultfloat << "\n";
-      if (!opt_.checkpoint.empty()) save_checkpoint(opt_.checkpoint);
+      if (!opt_.checkpoint.empty()) {
+        save_checkpoint(opt_.checkpoint);
+        checkpoint_epoch_ = epoch_;
+      }
     }
     if (stopped || epoch_ >= opt_.epochs) restore(best_);  // an interrupted call keeps training state
     return stopped;
@@ -267,8 +273,11 @@ class Trainer {
     const double norm = std::sqrt(g.squared_norm());  // serial: its summation order is part of the result
     FOFA_CHECK(std::isfinite(total) && std::isfinite(norm), "training diverged: loss ", total, ", gradient norm ", norm,
                " at epoch ", epoch + 1, " step ", step_index + 1,
-               opt_.checkpoint.empty() ? std::string(" (no checkpoint configured)")
-                                       : " (the last good checkpoint " + opt_.checkpoint + " is kept)",
+               opt_.checkpoint.empty()   ? std::string(" (no checkpoint configured)")
+               : checkpoint_epoch_ < 0 ? " (no checkpoint written yet: " + opt_.checkpoint +
+                                             " is written at the end of every epoch)"
+                                       : " (the last good checkpoint " + opt_.checkpoint + ", after epoch " +
+                                             std::to_string(checkpoint_epoch_) + ", is kept)",
                "; try a lower lr or a gradient clip");
     // Clipping, Adam and zeroing of grads_[0] over the same slices.
     const float scale = autograd::clip_scale<float>(norm, opt_.clip);
@@ -337,6 +346,7 @@ class Trainer {
     best_ndcg_ = c.at("best_ndcg10").get<double>();
     best_epoch_ = c.at("best_epoch").get<int>();
     bad_epochs_ = c.at("bad_epochs").get<int>();
+    if (path == std::filesystem::path(opt_.checkpoint)) checkpoint_epoch_ = epoch_;
     history_.clear();
     for (const auto& h : c.at("history")) {
       EpochRecord r;
@@ -455,6 +465,7 @@ class Trainer {
   Snapshot best_;
   std::vector<EpochRecord> history_;
   int epoch_ = 0, best_epoch_ = 0, bad_epochs_ = 0;
+  int checkpoint_epoch_ = -1;  // epoch of the checkpoint fit() wrote, or resume() read, at opt_.checkpoint
   double best_ndcg_ = -1.0;
 };
 
