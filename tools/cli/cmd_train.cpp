@@ -2,6 +2,7 @@
 // (either format of SPEC 9) with the SPEC 6 objective, validates every epoch with early stopping,
 // reports the test metrics of SPEC 7 and writes the best model atomically.
 #include <filesystem>
+#include <iomanip>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -106,9 +107,11 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
     if (json) {
       out << report.dump(2) << "\n";
     } else {
-      out << "test (" << test.users << " users, 100 sampled negatives): HR@10 " << test.sampled.hit_rate(10)
-                << "  NDCG@10 " << test.sampled.ndcg_at(10) << "  blocks kept " << test.blocks_kept << "\n"
-                << "wrote " << out_path << " (" << bytes << " bytes, best epoch " << trainer.best_epoch() << ")\n";
+      out << "test (" << test.users << " users, " << exp.train.eval_negatives << " sampled negatives): HR@10 "
+          << std::fixed << std::setprecision(4) << test.sampled.hit_rate(10) << "  NDCG@10 "
+          << test.sampled.ndcg_at(10) << "  blocks kept " << std::setprecision(2) << test.blocks_kept
+          << std::defaultfloat << "\n"
+          << "wrote " << out_path << " (" << bytes << " bytes, best epoch " << trainer.best_epoch() << ")\n";
     }
     return 0;
   }
