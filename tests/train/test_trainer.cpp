@@ -119,6 +119,22 @@ TEST_CASE("a NaN loss stops training with a clear message and leaves the checkpo
   std::filesystem::remove(ckpt);
 }
 
+TEST_CASE("progress: a bar redrawn with '\\r' for a terminal, no '\\r' in a log file") {
+  TrainerOptions o = small_options();
+  o.epochs = 1;
+  o.steps_per_epoch = 3;
+  o.progress = true;
+  for (const bool bar : {true, false}) {
+    o.progress_bar = bar;
+    Trainer tr(small_config(400), synthetic_split(), o);
+    std::ostringstream log;
+    tr.fit(&log);
+    CHECK((log.str().find('\r') != std::string::npos) == bar);
+    CHECK((log.str().find("[##############################] 100%") != std::string::npos) == bar);
+    CHECK(log.str().find("epoch 1/1  loss ") != std::string::npos);  // the epoch summary line, either way
+  }
+}
+
 TEST_CASE("a NaN loss before the first checkpoint says that no checkpoint exists yet") {
   const auto ckpt = temp_path("nan-early.fofa");
   TrainerOptions o = small_options();

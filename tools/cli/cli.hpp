@@ -16,11 +16,26 @@
 #include <string>
 #include <vector>
 
+#if __has_include(<unistd.h>)
+#include <unistd.h>
+#endif
+
 #include <nlohmann/json.hpp>
 
 #include "fofa/fofa.hpp"
 
 namespace fofa::cli {
+
+// Whether a stream (STDOUT_FILENO / STDERR_FILENO: 1 / 2) is a terminal, where progress is drawn
+// as a bar redrawn in place; elsewhere (a log file, a pipe) as plain lines.
+inline bool is_terminal(int fd) {
+#if __has_include(<unistd.h>)
+  return ::isatty(fd) == 1;
+#else
+  (void)fd;
+  return false;
+#endif
+}
 
 // A malformed command line: main prints it with the command's usage and exits with 2.
 struct UsageError : std::runtime_error {

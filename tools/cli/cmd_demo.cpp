@@ -150,6 +150,7 @@ int cmd_demo(const std::vector<std::string>& argv, std::ostream& out) {
     opt.eval_users = 1000;
     opt.eval_budget = budget;
     opt.progress = !quiet;
+    opt.progress_bar = is_terminal(1);  // the demo reports on stdout
     cout << "training Forward-OFA: d " << cfg.d << ", " << cfg.blocks << " blocks, controller + low-rank mapper (r "
               << cfg.mapper.rank << "), lambda " << opt.lambda << ", min_blocks " << cfg.controller.min_blocks << ", " << opt.epochs << " epochs, " << threads
               << " threads\n";

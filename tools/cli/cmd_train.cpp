@@ -38,6 +38,7 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
     if (threads >= 0) exp.train.threads = static_cast<int>(threads);
     if (eval_users >= 0) exp.train.eval_users = eval_users;
     if (quiet) exp.train.progress = false;
+    exp.train.progress_bar = is_terminal(2);  // progress goes to stderr
     exp.train.checkpoint = checkpoint;
     exp.train.validate();
     fofa::io::check_writable(out_path);  // before hours of training, not after

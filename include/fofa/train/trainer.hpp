@@ -59,6 +59,10 @@ struct TrainerOptions {
   std::int64_t steps_per_epoch = 0;  // 0: one pass over the users
   std::string checkpoint;            // "" = none
   bool progress = true;
+  // How progress is drawn (not part of the JSON options: the caller knows its stream). A bar
+  // redrawn in place with '\r' four times a second suits a terminal; a log file gets a plain
+  // line every 30 s instead.
+  bool progress_bar = true;
 
   void validate() const {
     FOFA_CHECK(epochs >= 1, "epochs must be >= 1, got ", epochs);
@@ -199,14 +203,15 @@ class Trainer {
       flops_sum += flops;
       sequences += static_cast<std::int64_t>(samples.size());
       const auto now = std::chrono::steady_clock::now();
-      if (log && opt_.progress && (now - last_draw > std::chrono::milliseconds(250) || s + 1 == steps)) {
+      const auto every = opt_.progress_bar ? std::chrono::milliseconds(250) : std::chrono::milliseconds(30000);
+      if (log && opt_.progress && (now - last_draw > every || (opt_.progress_bar && s + 1 == steps))) {
         last_draw = now;
         const double secs = std::chrono::duration<double>(now - t_start).count();
         draw_progress(*log, s + 1, steps, loss_sum / static_cast<double>(s + 1), static_cast<double>(sequences) / secs,
                       secs / static_cast<double>(s + 1) * static_cast<double>(steps - s - 1));
       }
     }
-    if (log && opt_.progress) *log << "\n";
+    if (log && opt_.progress && opt_.progress_bar) *log << "\n";
     EpochRecord rec;
     rec.epoch = epoch_ + 1;
     rec.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count();
@@ -445,11 +450,11 @@ class Trainer {
     constexpr int width = 30;
     const int filled = static_cast<int>(width * done / std::max<std::int64_t>(total, 1));
     std::ostringstream line;
-    line << "\repoch " << epoch_ + 1 << "/" << opt_.epochs << " [" << std::string(static_cast<std::size_t>(filled), '#')
+    line << (opt_.progress_bar ? "\r" : "") << "epoch " << epoch_ + 1 << "/" << opt_.epochs << " [" << std::string(static_cast<std::size_t>(filled), '#')
          << std::string(static_cast<std::size_t>(width - filled), '.') << "] " << std::setw(3)
          << 100 * done / std::max<std::int64_t>(total, 1) << "%  loss " << std::fixed << std::setprecision(4) << loss
          << "  " << std::setprecision(0) << seq_per_s << " seq/s  ETA " << static_cast<long>(eta_s) / 60 << ":"
-         << std::setw(2) << std::setfill('0') << static_cast<long>(eta_s) % 60 << "   ";
+         << std::setw(2) << std::setfill('0') << static_cast<long>(eta_s) % 60 << (opt_.progress_bar ? "   " : "\n");
     os << line.str() << std::flush;
   }
 
