@@ -44,7 +44,8 @@ endif()
 run(1 out train ${D} --config ${WORK}/wide.json --out ${WORK}/wide.fofa --init ${WORK}/missing.fofa)
 
 # --resume without a checkpoint says it starts from the beginning; with one, that it resumed.
-file(WRITE ${WORK}/two_epochs.json "{ \"model\": { ${MODEL}, \"mapper\": { \"mode\": \"off\" } }, \"train\": { ${TRAIN}, \"epochs\": 2 } }")
+string(REPLACE "\"epochs\": 1" "\"epochs\": 2" TRAIN2 "${TRAIN}")
+file(WRITE ${WORK}/two_epochs.json "{ \"model\": { ${MODEL}, \"mapper\": { \"mode\": \"off\" } }, \"train\": { ${TRAIN2} } }")
 run(0 out train ${D} --config ${WORK}/two_epochs.json --out ${WORK}/r.fofa --resume --epochs 1)
 expect_contains("${out}" "no checkpoint ${WORK}/r.fofa.ckpt yet: --resume starts from the beginning")
 run(0 out train ${D} --config ${WORK}/two_epochs.json --out ${WORK}/r.fofa --resume)

@@ -7,8 +7,16 @@
 // systems of SPEC 8 are configurations of "model" (see docs/results.json / tools/results).
 #pragma once
 
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <set>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
@@ -25,9 +33,23 @@ inline TrainerOptions trainer_options_from_json(const nlohmann::json& j) {
       FOFA_CHECK(v.is_number(), "train.", key, " must be a number, got ", v.dump());
       using D = std::remove_reference_t<decltype(dst)>;
       if constexpr (std::is_integral_v<D>) {
-        FOFA_CHECK(v.is_number_integer() || v.get<double>() == std::floor(v.get<double>()), "train.", key,
-                   " must be an integer, got ", v.dump());
-        dst = static_cast<D>(v.get<double>());
+        // Whole numbers only, and only those D can hold: converting an out-of-range value (a seed
+        // of -1, epochs 1e20) would be undefined behaviour, not an error.
+        bool fits = false;
+        if (v.is_number_unsigned()) {
+          fits = std::in_range<D>(v.get<std::uint64_t>());
+          if (fits) dst = static_cast<D>(v.get<std::uint64_t>());
+        } else if (v.is_number_integer()) {
+          fits = std::in_range<D>(v.get<std::int64_t>());
+          if (fits) dst = static_cast<D>(v.get<std::int64_t>());
+        } else {
+          const double d = v.get<double>();
+          FOFA_CHECK(d == std::floor(d), "train.", key, " must be an integer, got ", v.dump());
+          fits = d >= -0x1p63 && d < 0x1p63 && std::in_range<D>(static_cast<std::int64_t>(d));
+          if (fits) dst = static_cast<D>(static_cast<std::int64_t>(d));
+        }
+        FOFA_CHECK(fits, "train.", key, " = ", v.dump(), " is out of range [", std::numeric_limits<D>::min(), ", ",
+                   std::numeric_limits<D>::max(), "]");
       } else {
         dst = v.get<D>();
       }
@@ -101,8 +123,20 @@ inline ExperimentConfig load_experiment(const std::filesystem::path& path) {
   std::ifstream in(path);
   FOFA_CHECK(in.good(), "cannot open configuration ", path.string());
   nlohmann::json j;
+  // A key given twice in one object is refused: the parser would silently keep the last one.
+  std::vector<std::set<std::string>> keys;
+  const nlohmann::json::parser_callback_t no_duplicates = [&](int, nlohmann::json::parse_event_t event,
+                                                                 nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) keys.emplace_back();
+    if (event == E::object_end) keys.pop_back();
+    if (event == E::key && !keys.back().insert(parsed.get<std::string>()).second)
+      fofa::detail::throw_error("fofa: ", path.string(), ": key \"", parsed.get<std::string>(),
+                                "\" appears twice in one object");
+    return true;
+  };
   try {
-    j = nlohmann::json::parse(in);
+    j = nlohmann::json::parse(in, no_duplicates);
   } catch (const nlohmann::json::exception& e) {
     fofa::detail::throw_error("fofa: ", path.string(), ": invalid JSON: ", e.what());
   }
@@ -117,7 +151,10 @@ inline ExperimentConfig load_experiment(const std::filesystem::path& path) {
 // "ffn" defaults to 4 d when only "d" is given.
 inline ModelConfig model_config_for(nlohmann::json model, item_t data_items) {
   if (!model.contains("items")) model["items"] = data_items;
-  if (model.contains("d") && !model.contains("ffn")) model["ffn"] = 4 * model["d"].get<std::int64_t>();
+  // (A "d" that is not a small whole number is left for config_from_json to report by name.)
+  if (model.contains("d") && !model.contains("ffn") && model["d"].is_number_integer() &&
+      std::abs(model["d"].get<std::int64_t>()) < (std::int64_t{1} << 40))
+    model["ffn"] = 4 * model["d"].get<std::int64_t>();
   ModelConfig c = io::config_from_json(model);
   FOFA_CHECK(c.items >= data_items, "config.items = ", c.items, " but the data has item ids up to ", data_items);
   return c;

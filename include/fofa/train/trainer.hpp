@@ -68,16 +68,24 @@ struct TrainerOptions {
     FOFA_CHECK(epochs >= 1, "epochs must be >= 1, got ", epochs);
     FOFA_CHECK(batch >= 1, "batch must be >= 1, got ", batch);
     FOFA_CHECK(lr > 0 && std::isfinite(lr), "lr must be > 0, got ", lr);
+    FOFA_CHECK(weight_decay >= 0 && std::isfinite(weight_decay), "weight_decay must be >= 0, got ", weight_decay);
+    FOFA_CHECK(clip >= 0 && std::isfinite(clip), "clip must be >= 0 (0 disables clipping), got ", clip);
     FOFA_CHECK(dropout >= 0 && dropout < 1, "dropout must be in [0, 1), got ", dropout);
     FOFA_CHECK(negatives >= 1, "negatives must be >= 1, got ", negatives);
-    FOFA_CHECK(lambda >= 0 && mu >= 0, "lambda and mu must be >= 0");
+    FOFA_CHECK(lambda >= 0 && std::isfinite(lambda), "lambda must be >= 0, got ", lambda);
+    FOFA_CHECK(mu >= 0 && std::isfinite(mu), "mu must be >= 0, got ", mu);
     FOFA_CHECK(budget_min > 0 && budget_min <= budget_max && budget_max <= 1, "budget range [", budget_min, ", ",
                budget_max, "] must lie in (0, 1]");
-    FOFA_CHECK(tau_start > 0 && tau_end > 0, "tau must be > 0");
+    FOFA_CHECK(tau_start > 0 && tau_end > 0 && std::isfinite(tau_start) && std::isfinite(tau_end),
+               "tau_start and tau_end must be > 0, got ", tau_start, " and ", tau_end);
     FOFA_CHECK(threads >= 1 && threads <= 256, "threads must be in [1, 256], got ", threads);
     FOFA_CHECK(reduce_threads >= 0 && reduce_threads <= 256, "reduce_threads must be in [0, 256], got ", reduce_threads);
     FOFA_CHECK(patience >= 1, "patience must be >= 1, got ", patience);
     FOFA_CHECK(eval_budget > 0 && eval_budget <= 1, "eval_budget must be in (0, 1], got ", eval_budget);
+    FOFA_CHECK(eval_users >= 0, "eval_users must be >= 0 (0: every user), got ", eval_users);
+    FOFA_CHECK(eval_negatives >= 1, "eval_negatives must be >= 1, got ", eval_negatives);
+    FOFA_CHECK(steps_per_epoch >= 0, "steps_per_epoch must be >= 0 (0: one pass over the users), got ",
+               steps_per_epoch);
   }
 };
 
