@@ -211,6 +211,29 @@ TEST_CASE("bad weights and configs are refused with the reason") {
   bad = c;
   bad.items = 0;
   CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("items"), Error);
+  // Sizes that could only end in an out-of-memory are refused by name first.
+  bad = c;
+  bad.d = 3000000000;
+  bad.heads = 1;
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("config.d must be in [1, 16384]"), Error);
+  bad = c;
+  bad.ffn = 4 * ModelConfig::kMaxWidth + 1;
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("config.ffn must be in"), Error);
+  bad = c;
+  bad.items = (index_t{1} << 31) - 2;
+  bad.d = 4096;
+  bad.heads = 1;
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("exceeds 2^32 embedding values"), Error);
+  bad = c;
+  bad.mapper.mode = MapperMode::full;
+  bad.d = 4096;
+  bad.ffn = 16384;
+  bad.heads = 1;
+  CHECK_THROWS_WITH_AS(bad.validate(), doctest::Contains("mapper.mode full would generate"), Error);
+  bad.d = c.d;  // the small model's full mapper is fine
+  bad.ffn = c.ffn;
+  bad.heads = c.heads;
+  CHECK_NOTHROW(bad.validate());
   CHECK_THROWS_WITH_AS(parse_norm("pre-ln"), doctest::Contains("unknown norm \"pre-ln\""), Error);
 }
 

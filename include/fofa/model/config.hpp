@@ -70,31 +70,48 @@ struct ModelConfig {
   }
   double full_flops() const { return block_flops() * static_cast<double>(blocks); }
 
+  // Largest d and controller / mapper width (ffn: 4x this); far above any on-device model.
+  static constexpr index_t kMaxWidth = 16384;
+
   // Throws fofa::Error naming the first field out of range.
   void validate() const {
     FOFA_CHECK(items >= 1, "config.items must be >= 1, got ", items);
     FOFA_CHECK(items < (index_t{1} << 31) - 1, "config.items too large for int32 ids: ", items);
-    FOFA_CHECK(d >= 1, "config.d must be >= 1, got ", d);
+    // Widths are capped so that a mistyped configuration or a corrupt file header fails here by
+    // name instead of as an out-of-memory deep inside allocation (d 3e9 was a std::bad_alloc).
+    FOFA_CHECK(d >= 1 && d <= kMaxWidth, "config.d must be in [1, ", kMaxWidth, "], got ", d);
+    FOFA_CHECK(items <= (index_t{1} << 32) / d, "config.items x config.d = ", items, " x ", d,
+               " exceeds 2^32 embedding values");
     FOFA_CHECK(heads >= 1, "config.heads must be >= 1, got ", heads);
     FOFA_CHECK(d % heads == 0, "config.d = ", d, " is not divisible by config.heads = ", heads);
     FOFA_CHECK(blocks >= 1 && blocks <= 64, "config.blocks must be in [1, 64], got ", blocks);
     // The fused attention kernel handles up to 512 keys.
     FOFA_CHECK(max_len >= 1 && max_len <= 512, "config.max_len must be in [1, 512], got ", max_len);
-    FOFA_CHECK(ffn >= 1, "config.ffn must be >= 1, got ", ffn);
+    FOFA_CHECK(ffn >= 1 && ffn <= 4 * kMaxWidth, "config.ffn must be in [1, ", 4 * kMaxWidth, "], got ", ffn);
     FOFA_CHECK(activation == Activation::gelu || activation == Activation::relu,
                "config.activation must be gelu or relu");
     FOFA_CHECK(std::isfinite(eps) && eps > 0.0f, "config.eps must be finite and > 0, got ", eps);
     if (controller.enabled) {
-      FOFA_CHECK(controller.width >= 1, "config.controller.width must be >= 1, got ", controller.width);
+      FOFA_CHECK(controller.width >= 1 && controller.width <= kMaxWidth, "config.controller.width must be in [1, ",
+                 kMaxWidth, "], got ", controller.width);
       FOFA_CHECK(controller.min_blocks == 0 || controller.min_blocks == 1,
                  "config.controller.min_blocks must be 0 or 1, got ", controller.min_blocks);
     }
     if (mapper_on()) {
-      FOFA_CHECK(mapper.code_width >= 1, "config.mapper.code_width must be >= 1, got ", mapper.code_width);
-      FOFA_CHECK(mapper.structure_width >= 1, "config.mapper.structure_width must be >= 1, got ",
-                 mapper.structure_width);
+      FOFA_CHECK(mapper.code_width >= 1 && mapper.code_width <= kMaxWidth, "config.mapper.code_width must be in [1, ",
+                 kMaxWidth, "], got ", mapper.code_width);
+      FOFA_CHECK(mapper.structure_width >= 1 && mapper.structure_width <= kMaxWidth,
+                 "config.mapper.structure_width must be in [1, ", kMaxWidth, "], got ", mapper.structure_width);
       if (mapper.mode == MapperMode::lowrank)
-        FOFA_CHECK(mapper.rank >= 1, "config.mapper.rank must be >= 1 in lowrank mode, got ", mapper.rank);
+        FOFA_CHECK(mapper.rank >= 1 && mapper.rank <= kMaxWidth, "config.mapper.rank must be in [1, ", kMaxWidth,
+                   "] in lowrank mode, got ", mapper.rank);
+      if (mapper.mode == MapperMode::full) {  // A1, A2: (code + structure width) x d x ffn values per block
+        const double values = 2.0 * static_cast<double>(blocks) *
+                              static_cast<double>(mapper.code_width + mapper.structure_width) *
+                              static_cast<double>(d) * static_cast<double>(ffn);
+        FOFA_CHECK(values <= 0x1p32, "config.mapper.mode full would generate from ", values,
+                   " mapper values (more than 2^32); use lowrank or smaller widths");
+      }
     }
   }
 };
