@@ -10,6 +10,10 @@
 
 #include "fofa/io/fofa_file.hpp"
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
 namespace fs = std::filesystem;
 using namespace fofa;
 using namespace fofa::io;
@@ -146,6 +150,58 @@ TEST_CASE("check_writable refuses a missing directory or a directory name up fro
   std::ifstream in(dir / "old.fofa");
   CHECK(std::string((std::istreambuf_iterator<char>(in)), {}) == "old contents");
   fs::remove_all(dir.parent_path());
+}
+
+TEST_CASE("writers go through a symbolic link and into a FIFO, never replacing either") {
+  const fs::path dir = temp_dir() / "special";
+  fs::create_directories(dir);
+  sample_writer().write(dir / "target.fofa");
+  fs::create_symlink("target.fofa", dir / "link.fofa");
+  sample_writer().write(dir / "link.fofa");
+  CHECK(fs::is_symlink(dir / "link.fofa"));  // still a link; the bytes went to its target
+  check_sample(FofaFile::read(dir / "target.fofa"));
+  // A FIFO (as /dev/null or /dev/stdout would be) is written into, not renamed over. The reader
+  // end is opened first, non-blocking, so a regression fails the checks instead of hanging.
+  const fs::path fifo = dir / "fifo";
+  REQUIRE(::mkfifo(fifo.c_str(), 0600) == 0);
+  const int rd = ::open(fifo.c_str(), O_RDONLY | O_NONBLOCK);
+  REQUIRE(rd >= 0);
+  const std::byte bytes[3] = {std::byte{1}, std::byte{2}, std::byte{3}};
+  write_file_atomic(fifo, bytes);
+  CHECK(fs::is_fifo(fifo));
+  char got[8] = {};
+  CHECK(::read(rd, got, sizeof got) == 3);
+  CHECK(got[2] == 3);
+  ::close(rd);
+  CHECK_NOTHROW(check_writable(fifo));
+  CHECK_THROWS_WITH_AS(write_file_atomic("", bytes), doctest::Contains("output file name is empty"), Error);
+  CHECK_THROWS_WITH_AS(check_writable(""), doctest::Contains("output file name is empty"), Error);
+  CHECK_THROWS_WITH_AS(write_file_atomic(dir, bytes), doctest::Contains("is a directory"), Error);
+  fs::remove_all(dir);
+}
+
+TEST_CASE("check_writable refuses an output that is one of the inputs") {
+  const fs::path dir = temp_dir() / "same";
+  fs::create_directories(dir);
+  sample_writer().write(dir / "in.fofa");
+  fs::create_symlink("in.fofa", dir / "alias.fofa");
+  CHECK_THROWS_WITH_AS(check_writable(dir / "in.fofa", {dir / "in.fofa"}),
+                       doctest::Contains("is the same file as the input"), Error);
+  CHECK_THROWS_WITH_AS(check_writable(dir / "alias.fofa", {dir / "other", dir / "in.fofa"}),
+                       doctest::Contains("writing it would destroy that input"), Error);
+  CHECK_NOTHROW(check_writable(dir / "out.fofa", {dir / "in.fofa", ""}));
+  check_sample(FofaFile::read(dir / "in.fofa"));
+  fs::remove_all(dir);
+}
+
+TEST_CASE("read_text_file names a directory or a missing file") {
+  const fs::path dir = temp_dir();
+  CHECK_THROWS_WITH_AS(read_text_file(dir, "data file"), doctest::Contains("is a directory, not a data file"), Error);
+  CHECK_THROWS_WITH_AS(read_text_file(dir / "missing.txt", "configuration"),
+                       doctest::Contains("cannot open configuration"), Error);
+  std::ofstream(dir / "t.txt") << "1 2\n";
+  CHECK(read_text_file(dir / "t.txt", "data file") == "1 2\n");
+  fs::remove(dir / "t.txt");
 }
 
 TEST_CASE("fofa writer rejects bad tensors and keys") {

@@ -66,6 +66,12 @@ expect_refused_before_training("${WORK}/no-such-dir/m.fofa: cannot be written: N
 expect_refused_before_training("${WORK}/no-such-dir/c: cannot be written" --out ${WORK}/m.fofa
                                --checkpoint ${WORK}/no-such-dir/c)
 expect_refused_before_training("is a directory" --out ${WORK})
+expect_refused_before_training("output file name is empty" --out=)
+expect_refused_before_training("is the same file as the input" --out ${D})
+expect_refused_before_training("is the same file as the input" --out ${WORK}/m.fofa --checkpoint ${WORK}/static.json)
+expect_refused_before_training("is the model file --out" --out ${WORK}/m.fofa --checkpoint ${WORK}/m.fofa)
+run(1 out train ${D} --config ${WORK} --out ${WORK}/m.fofa)
+expect_contains("${out}" "is a directory, not a configuration")
 
 # Users of 2 interactions train but are never evaluated: with no other user, training is refused.
 file(WRITE ${WORK}/short.txt "1 5\n1 6\n2 7\n2 8\n")

@@ -9,6 +9,7 @@ namespace fofa::cli {
 int cmd_export_device(const std::vector<std::string>& args, std::ostream& out) {
   const Args a(args, {"--history", "--candidates", "--budget"}, {"--json"});
   a.expect_positional(2, "MODEL and OUT");
+  io::check_writable(a.positional()[1], {a.positional()[0]});
   const std::vector<std::int32_t> history = parse_ids(a.get("--history"), "--history");
   const std::vector<std::int32_t> candidates = parse_ids(a.get("--candidates"), "--candidates");
   const float budget = parse_number(a.get("--budget"), "--budget");

@@ -1,7 +1,6 @@
 // `fofa from-safetensors IN.safetensors OUT.fofa [--config CONFIG.json]`: a .fofa file from
 // safetensors (F32/F16/BF16/F64 -> f32, I32/I64 -> i32). The configuration comes from --config or
 // from __metadata__["fofa_config"]; a model file is then fully validated before it is written.
-#include <fstream>
 #include <iostream>
 
 #include "cli.hpp"
@@ -11,11 +10,10 @@ namespace fofa::cli {
 int cmd_from_safetensors(const std::vector<std::string>& args, std::ostream& out) {
   const Args a(args, {"--config"}, {});
   a.expect_positional(2, "IN.safetensors and OUT.fofa");
+  io::check_writable(a.positional()[1], {a.positional()[0], a.has("--config") ? a.get("--config") : ""});
   std::optional<nlohmann::json> config;
   if (a.has("--config")) {
-    std::ifstream in(a.get("--config"));
-    FOFA_CHECK(in.good(), a.get("--config"), ": cannot open for reading");
-    nlohmann::json j = nlohmann::json::parse(in, nullptr, false);
+    nlohmann::json j = nlohmann::json::parse(io::read_text_file(a.get("--config"), "configuration"), nullptr, false);
     FOFA_CHECK(!j.is_discarded(), a.get("--config"), ": not valid JSON");
     config = j.contains("config") && j["config"].is_object() ? j["config"] : j;
   }

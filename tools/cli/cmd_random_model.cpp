@@ -30,6 +30,7 @@ int cmd_random_model(const std::vector<std::string>& args, std::ostream& out) {
   opt.controller_head_bias = a.has("--head-bias") ? parse_number(a.get("--head-bias"), "--head-bias") : 2.0f;
   const std::uint64_t seed = a.has("--seed") ? parse_count(a.get("--seed"), "--seed") : 1;
   cfg.validate();
+  io::check_writable(a.positional()[0]);
   const std::size_t bytes = io::save_model(a.positional()[0], cfg, random_weights(cfg, seed, opt),
                                            {{"generator", "fofa random-model"}, {"seed", seed}});
   out << "wrote " << a.positional()[0] << ": " << bytes << " bytes\n";

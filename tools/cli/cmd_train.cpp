@@ -41,8 +41,12 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
     exp.train.progress_bar = is_terminal(2);  // progress goes to stderr
     exp.train.checkpoint = checkpoint;
     exp.train.validate();
-    fofa::io::check_writable(out_path);  // before hours of training, not after
-    fofa::io::check_writable(checkpoint);
+    // Before hours of training, not after; and never over an input.
+    const std::string init_path = args.has("--init") ? args.get("--init") : "";
+    fofa::io::check_writable(out_path, {data_path, config_path, init_path});
+    fofa::io::check_writable(checkpoint, {data_path, config_path, init_path});
+    FOFA_CHECK(std::filesystem::weakly_canonical(out_path) != std::filesystem::weakly_canonical(checkpoint),
+               "--checkpoint ", checkpoint, " is the model file --out ", out_path, " itself");
 
     const InteractionData raw = load_interactions(data_path);
     const SplitData data = split_leave_one_out(raw);
@@ -58,7 +62,6 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
       trainer.resume(exp.train.checkpoint);
       std::cerr << "resumed from " << exp.train.checkpoint << " after epoch " << trainer.epochs_done() << "\n";
     } else if (args.has("--init")) {
-      const std::string init_path = args.get("--init");
       const fofa::io::LoadedModel init = fofa::io::load_model(init_path);
       fofa::ModelWeights w = trainer.model().weights();
       std::vector<std::string> copied, kept, ignored;

@@ -8,11 +8,11 @@
 #pragma once
 
 #include <filesystem>
-#include <fstream>
 #include <ostream>
 #include <string>
 #include <vector>
 
+#include "fofa/io/file_util.hpp"
 #include "fofa/io/model_file.hpp"
 #include "presets.hpp"
 #include "presets_embedded.hpp"
@@ -45,10 +45,9 @@ inline nlohmann::json find_preset(const std::string& name) {
   for (const auto& [n, text] : kBuiltinPresets)
     if (n == name) return nlohmann::json::parse(text);
   if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0) {
-    std::ifstream in(name);
-    FOFA_CHECK(in.good(), "cannot open the mapping file '", name, "'");
+    const std::string text = io::read_text_file(name, "mapping file");
     try {
-      return nlohmann::json::parse(in);
+      return nlohmann::json::parse(text);
     } catch (const nlohmann::json::exception& e) {
       ::fofa::detail::throw_error("fofa: mapping file '", name, "' is not valid JSON: ", e.what());
     }
@@ -134,6 +133,7 @@ inline int convert_main(const std::vector<std::string>& args, std::ostream& out,
   try {
     std::error_code ec;
     FOFA_CHECK(!std::filesystem::equivalent(in, dst, ec), "OUT would overwrite IN ('", dst, "')");
+    io::check_writable(dst);  // a directory, missing directory or device: before the conversion, not after
     const nlohmann::json preset = detail::find_preset(preset_name);
     const StateDict sd = load_state_dict(in);
     const Conversion c = apply_preset(preset, sd, opt);

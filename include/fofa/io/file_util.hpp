@@ -11,6 +11,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
+#include <iterator>
 #include <memory>
 #include <span>
 #include <string>
@@ -79,6 +81,24 @@ struct FdGuard {
 
 inline std::string errno_text() { return std::strerror(errno); }
 
+#if FOFA_HAVE_POSIX_IO
+// Writes every byte, retrying short writes and EINTR; false (errno set) on failure.
+inline bool write_all(int fd, std::span<const std::byte> bytes) {
+  std::size_t done = 0;
+  while (done < bytes.size()) {
+    const ::ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (w < 0 && errno == EINTR) continue;
+    if (w < 0) return false;
+    if (w == 0) {
+      errno = EIO;
+      return false;
+    }
+    done += static_cast<std::size_t>(w);
+  }
+  return true;
+}
+#endif
+
 }  // namespace detail
 
 // A 64-byte aligned copy of some bytes (what load_from_memory validates against).
@@ -105,6 +125,19 @@ inline std::shared_ptr<const FileBytes> read_file_bytes(const std::filesystem::p
   return owned;
 }
 
+// Reads a whole text input (data set, JSON configuration) into a string. `what` names it in
+// errors ("data file", "configuration"). Pipes and FIFOs are fine (e.g. <(zcat data.gz)); a
+// directory is refused by name (a stream would only fail with "basic_filebuf::underflow").
+inline std::string read_text_file(const std::filesystem::path& path, const char* what) {
+  std::error_code ec;
+  FOFA_CHECK(!std::filesystem::is_directory(path, ec), path.string(), ": is a directory, not a ", what);
+  std::ifstream in(path, std::ios::binary);
+  FOFA_CHECK(in.good(), "cannot open ", what, " ", path.string(), ": ", detail::errno_text());
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  FOFA_CHECK(!in.bad(), "error reading ", what, " ", path.string(), ": ", detail::errno_text());
+  return text;
+}
+
 // Maps a whole file read-only. The mapping is private: later writes to the file by other
 // processes are not guaranteed to be invisible, so replace model files by rename (as fofa's
 // writers do), never rewrite them in place. Falls back to read_file_bytes without POSIX.
@@ -125,28 +158,74 @@ inline std::shared_ptr<const FileBytes> map_file_bytes(const std::filesystem::pa
 #endif
 }
 
-// Fails now, with the reason, where write_file_atomic(path, ...) would fail to create its temp
-// file (missing or read-only directory) or to rename it (path is a directory), so a long job
-// learns it before its work rather than after. Creates and removes that temp file; leaves nothing.
-inline void check_writable(const std::filesystem::path& path) {
+namespace detail {
+// Where a writer puts the bytes for `path`. A symbolic link is written through to its target (as
+// `cp` would), not replaced by a regular file. An existing non-regular file (/dev/null, a FIFO,
+// /dev/stdout) is written into as a stream, never replaced by the rename (which would put a
+// regular file where /dev/null was). A directory or an empty name is refused.
+struct WriteTarget {
+  std::filesystem::path path;
+  bool stream = false;  // write in place: not atomic, nothing to rename
+};
+inline WriteTarget write_target(const std::filesystem::path& path) {
+  FOFA_CHECK(!path.empty(), "output file name is empty");
   std::error_code ec;
-  FOFA_CHECK(!std::filesystem::is_directory(path, ec), path.string(), ": is a directory, not a file name");
+  WriteTarget t{path};
+  if (std::filesystem::is_symlink(path, ec)) {
+    t.path = std::filesystem::weakly_canonical(path, ec);
+    FOFA_CHECK(!ec, path.string(), ": cannot resolve the symbolic link: ", ec.message());
+  }
+  const auto st = std::filesystem::status(t.path, ec);
+  FOFA_CHECK(!std::filesystem::is_directory(st), path.string(), ": is a directory, not a file name");
+  t.stream = std::filesystem::exists(st) && !std::filesystem::is_regular_file(st);
+  return t;
+}
+}  // namespace detail
+
+// Fails now, with the reason, where write_file_atomic(path, ...) would fail: an empty name, a
+// directory or special file, a missing or read-only directory, or a path that is one of the
+// command's `inputs` (writing would destroy it). A long job learns it before its work rather
+// than after. Creates and removes write_file_atomic's temp file; leaves nothing.
+inline void check_writable(const std::filesystem::path& path,
+                           std::initializer_list<std::filesystem::path> inputs = {}) {
+  const detail::WriteTarget target = detail::write_target(path);
+  for (const auto& in : inputs) {
+    std::error_code ec;
+    FOFA_CHECK(in.empty() || !std::filesystem::equivalent(target.path, in, ec), path.string(),
+               ": is the same file as the input ", in.string(), "; writing it would destroy that input");
+  }
 #if FOFA_HAVE_POSIX_IO
-  const std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
+  if (target.stream) {  // opening a FIFO to probe it would block until a reader comes
+    FOFA_CHECK(::access(target.path.c_str(), W_OK) == 0, path.string(), ": cannot be written: ", detail::errno_text());
+    return;
+  }
+  const std::string tmp = target.path.string() + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   FOFA_CHECK(fd >= 0, path.string(), ": cannot be written: ", detail::errno_text());
   ::close(fd);
   ::unlink(tmp.c_str());
 #else
-  const std::filesystem::path tmp = path.string() + ".tmp";
+  std::error_code ec;
+  if (target.stream) return;
+  const std::filesystem::path tmp = target.path.string() + ".tmp";
   FOFA_CHECK(std::ofstream(tmp, std::ios::binary | std::ios::trunc).good(), path.string(), ": cannot be written");
   std::filesystem::remove(tmp, ec);
 #endif
 }
 
 // Writes `bytes` to `path` atomically: temp file `path.tmp.<pid>`, fsync, rename, fsync dir.
-inline void write_file_atomic(const std::filesystem::path& path, std::span<const std::byte> bytes) {
+// A symbolic link is written through to its target; an existing device or FIFO is written into
+// as a stream (see detail::write_target).
+inline void write_file_atomic(const std::filesystem::path& requested, std::span<const std::byte> bytes) {
+  const detail::WriteTarget target = detail::write_target(requested);
+  const std::filesystem::path& path = target.path;
 #if FOFA_HAVE_POSIX_IO
+  if (target.stream) {
+    detail::FdGuard fd{::open(path.c_str(), O_WRONLY | O_CLOEXEC)};
+    FOFA_CHECK(fd.fd >= 0, requested.string(), ": cannot open for writing: ", detail::errno_text());
+    FOFA_CHECK(detail::write_all(fd.fd, bytes), requested.string(), ": write failed: ", detail::errno_text());
+    return;
+  }
   const std::string tmp = path.string() + ".tmp." + std::to_string(::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   FOFA_CHECK(fd >= 0, tmp, ": cannot create: ", detail::errno_text());
@@ -156,13 +235,7 @@ inline void write_file_atomic(const std::filesystem::path& path, std::span<const
     ::unlink(tmp.c_str());
     ::fofa::detail::throw_error("fofa: ", path.string(), ": ", what, ": ", reason);
   };
-  std::size_t done = 0;
-  while (done < bytes.size()) {
-    const ::ssize_t w = ::write(fd, bytes.data() + done, bytes.size() - done);
-    if (w < 0 && errno == EINTR) continue;
-    if (w <= 0) fail("write failed");
-    done += static_cast<std::size_t>(w);
-  }
+  if (!detail::write_all(fd, bytes)) fail("write failed");
   if (::fsync(fd) != 0) fail("fsync failed");
   const int rc = ::close(fd);
   fd = -1;
@@ -174,19 +247,19 @@ inline void write_file_atomic(const std::filesystem::path& path, std::span<const
   detail::FdGuard dfd{::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC)};
   if (dfd.fd >= 0) (void)::fsync(dfd.fd);
 #else
-  const std::filesystem::path tmp = path.string() + ".tmp";
+  const std::filesystem::path tmp = target.stream ? path : std::filesystem::path(path.string() + ".tmp");
   {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    FOFA_CHECK(out.good(), tmp.string(), ": cannot create");
-    out.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out.good()) {
-      out.close();
-      std::filesystem::remove(tmp);
+    std::ofstream os(tmp, std::ios::binary | std::ios::trunc);
+    FOFA_CHECK(os.good(), tmp.string(), ": cannot create");
+    os.write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+    os.flush();
+    if (!os.good()) {
+      os.close();
+      if (!target.stream) std::filesystem::remove(tmp);
       ::fofa::detail::throw_error("fofa: ", path.string(), ": write failed");
     }
   }
-  std::filesystem::rename(tmp, path);
+  if (!target.stream) std::filesystem::rename(tmp, path);
 #endif
 }
 

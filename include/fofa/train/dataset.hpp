@@ -13,13 +13,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
 #include <string>
 #include <string_view>
 #include <unordered_map>
 #include <vector>
 
 #include "fofa/core/error.hpp"
+#include "fofa/io/file_util.hpp"
 
 namespace fofa::train {
 
@@ -120,11 +120,7 @@ inline InteractionData parse_interactions(std::string_view text, const std::stri
 }
 
 inline InteractionData load_interactions(const std::filesystem::path& path, DataFormat format = DataFormat::automatic) {
-  std::ifstream in(path, std::ios::binary);
-  FOFA_CHECK(in.good(), "cannot open data file ", path.string());
-  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-  FOFA_CHECK(!in.bad(), "error reading data file ", path.string());
-  return parse_interactions(text, path.string(), format);
+  return parse_interactions(io::read_text_file(path, "data file"), path.string(), format);
 }
 
 // Directory of the shared data sets: $FOFA_DATA_DIR, else <repo_root>/../shared/data.

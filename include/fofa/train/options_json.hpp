@@ -10,7 +10,6 @@
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <set>
 #include <string>
@@ -21,6 +20,7 @@
 #include <nlohmann/json.hpp>
 
 #include "fofa/io/config_json.hpp"
+#include "fofa/io/file_util.hpp"
 #include "fofa/train/trainer.hpp"
 
 namespace fofa::train {
@@ -120,8 +120,7 @@ inline ExperimentConfig experiment_from_json(const nlohmann::json& j) {
 }
 
 inline ExperimentConfig load_experiment(const std::filesystem::path& path) {
-  std::ifstream in(path);
-  FOFA_CHECK(in.good(), "cannot open configuration ", path.string());
+  const std::string text = io::read_text_file(path, "configuration");
   nlohmann::json j;
   // A key given twice in one object is refused: the parser would silently keep the last one.
   std::vector<std::set<std::string>> keys;
@@ -136,7 +135,7 @@ inline ExperimentConfig load_experiment(const std::filesystem::path& path) {
     return true;
   };
   try {
-    j = nlohmann::json::parse(in, no_duplicates);
+    j = nlohmann::json::parse(text, no_duplicates);
   } catch (const nlohmann::json::exception& e) {
     fofa::detail::throw_error("fofa: ", path.string(), ": invalid JSON: ", e.what());
   }
