@@ -160,7 +160,7 @@ TEST_CASE("data with no user of 3 or more interactions is refused: nothing to va
   CHECK_THROWS_WITH_AS(evaluate(tr.model(), data, {}), doctest::Contains("no user to evaluate"), fofa::Error);
 }
 
-TEST_CASE("resume rejects a corrupt checkpoint or one of another configuration") {
+TEST_CASE("resume rejects a corrupt checkpoint, one of another configuration or one of other data") {
   const auto& data = synthetic_split();
   const auto ckpt = temp_path("bad.fofa");
   TrainerOptions o = small_options();
@@ -174,6 +174,14 @@ TEST_CASE("resume rejects a corrupt checkpoint or one of another configuration")
   other.d = 8;
   Trainer different(other, data, small_options());
   CHECK_THROWS_WITH_AS(different.resume(ckpt), doctest::Contains("configuration differs"), fofa::Error);
+  {  // the same configuration on other data: refused, not silently continued
+    const SplitData other = split_leave_one_out(make_synthetic({.items = 400, .users = 300}).data);
+    Trainer elsewhere(small_config(400), other, small_options());
+    CHECK_THROWS_WITH_AS(elsewhere.resume(ckpt), doctest::Contains("checkpoint was trained on other data"),
+                         fofa::Error);
+    Trainer same(small_config(400), data, small_options());
+    CHECK_NOTHROW(same.resume(ckpt));
+  }
   {
     std::fstream f(ckpt, std::ios::in | std::ios::out | std::ios::binary);
     f.seekp(static_cast<std::streamoff>(std::filesystem::file_size(ckpt) - 10));

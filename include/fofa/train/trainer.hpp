@@ -33,6 +33,7 @@
 
 #include "fofa/autograd/optim.hpp"
 #include "fofa/io/config_json.hpp"
+#include "fofa/io/crc32.hpp"
 #include "fofa/io/fofa_file.hpp"
 #include "fofa/train/evaluate.hpp"
 
@@ -309,6 +310,20 @@ class Trainer {
 
   // ---- checkpoints ----------------------------------------------------------------------
 
+  // Identifies the data of a run: sizes plus a CRC-32 of every user's split (training items,
+  // validation and test item).
+  nlohmann::json data_fingerprint() const {
+    std::uint32_t crc = 0;
+    std::int64_t items = 0;
+    for (const auto& u : data_->users) {
+      const item_t head[3] = {static_cast<item_t>(u.train.size()), u.valid, u.test};
+      crc = io::crc32_update(crc, head, sizeof head);
+      crc = io::crc32_update(crc, u.train.data(), u.train.size() * sizeof(item_t));
+      items += static_cast<std::int64_t>(u.train.size());
+    }
+    return {{"users", data_->users.size()}, {"train_items", items}, {"item_ids", data_->items}, {"crc32", crc}};
+  }
+
   void save_checkpoint(const std::filesystem::path& path) const {
     io::FofaWriter w("model");
     w.config(io::config_to_json(model_.config()));
@@ -316,7 +331,8 @@ class Trainer {
     for (const auto& r : history_) hist.push_back(to_json(r));
     w.meta({{"checkpoint",
              {{"epoch", epoch_}, {"adam_steps", adam_->steps()}, {"best_ndcg10", best_ndcg_},
-              {"best_epoch", best_epoch_}, {"bad_epochs", bad_epochs_}, {"seed", opt_.seed}, {"history", hist}}}});
+              {"best_epoch", best_epoch_}, {"bad_epochs", bad_epochs_}, {"seed", opt_.seed}, {"history", hist},
+              {"data", data_fingerprint()}}}});
     auto& ps = model_.params();
     auto& m = const_cast<autograd::Adam<float>&>(*adam_).first_moments();
     auto& v = const_cast<autograd::Adam<float>&>(*adam_).second_moments();
@@ -339,6 +355,11 @@ class Trainer {
                ": checkpoint configuration differs from the training configuration");
     FOFA_CHECK(f.meta().contains("checkpoint"), path.string(), ": not a training checkpoint (no meta.checkpoint)");
     const auto& c = f.meta()["checkpoint"];
+    // Resuming on other data would silently continue a different run (checkpoints written before
+    // the fingerprint existed have none and are accepted).
+    if (c.contains("data"))
+      FOFA_CHECK(c["data"] == data_fingerprint(), path.string(), ": checkpoint was trained on other data (",
+                 c["data"].dump(), ") than this run's (", data_fingerprint().dump(), ")");
     auto& ps = model_.params();
     auto& m = adam_->first_moments();
     auto& v = adam_->second_moments();
