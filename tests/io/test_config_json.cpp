@@ -82,3 +82,10 @@ TEST_CASE("bad configuration JSON is refused with the key") {
   CHECK_THROWS_WITH_AS(config_from_json(json{{"items", 10}, {"heads", 3}}), doctest::Contains("not divisible"), Error);
   CHECK_THROWS_WITH_AS(config_from_json(json{{"items", 0}}), doctest::Contains("config.items"), Error);
 }
+
+TEST_CASE("parse_json_strict names its source and refuses a key given twice in one object") {
+  CHECK(io::parse_json_strict(R"({"a": {"x": 1}, "b": {"x": 2}})", "c.json")["b"]["x"] == 2);  // same key, two objects
+  CHECK_THROWS_WITH_AS(io::parse_json_strict(R"({"a": 1, "b": {"x": 1, "x": 2}})", "c.json"),
+                       doctest::Contains("c.json: key \"x\" appears twice in one object"), Error);
+  CHECK_THROWS_WITH_AS(io::parse_json_strict(R"({"a": )", "c.json"), doctest::Contains("c.json: invalid JSON"), Error);
+}

@@ -13,8 +13,7 @@ int cmd_from_safetensors(const std::vector<std::string>& args, std::ostream& out
   io::check_writable(a.positional()[1], {a.positional()[0], a.has("--config") ? a.get("--config") : ""});
   std::optional<nlohmann::json> config;
   if (a.has("--config")) {
-    nlohmann::json j = nlohmann::json::parse(io::read_text_file(a.get("--config"), "configuration"), nullptr, false);
-    FOFA_CHECK(!j.is_discarded(), a.get("--config"), ": not valid JSON");
+    const nlohmann::json j = io::parse_json_strict(io::read_text_file(a.get("--config"), "configuration"), a.get("--config"));
     config = j.contains("config") && j["config"].is_object() ? j["config"] : j;
   }
   const io::SafetensorsFile st = io::SafetensorsFile::map(a.positional()[0]);

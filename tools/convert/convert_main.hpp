@@ -45,12 +45,7 @@ inline nlohmann::json find_preset(const std::string& name) {
   for (const auto& [n, text] : kBuiltinPresets)
     if (n == name) return nlohmann::json::parse(text);
   if (name.size() > 5 && name.compare(name.size() - 5, 5, ".json") == 0) {
-    const std::string text = io::read_text_file(name, "mapping file");
-    try {
-      return nlohmann::json::parse(text);
-    } catch (const nlohmann::json::exception& e) {
-      ::fofa::detail::throw_error("fofa: mapping file '", name, "' is not valid JSON: ", e.what());
-    }
+    return io::parse_json_strict(io::read_text_file(name, "mapping file"), "mapping file '" + name + "'");
   }
   std::string names;
   for (const auto& [n, text] : kBuiltinPresets) names += (names.empty() ? "" : ", ") + std::string(n);

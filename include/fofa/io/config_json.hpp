@@ -6,14 +6,37 @@
 // key (a typo must not silently become a default), and the result is validate()d.
 #pragma once
 
+#include <set>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "fofa/model/config.hpp"
 
 namespace fofa::io {
+
+// Parses JSON written by a person (a configuration, a mapping file). Errors name `source`; a key
+// given twice in one object is refused, where the parser would silently keep the last one.
+inline nlohmann::json parse_json_strict(std::string_view text, std::string_view source) {
+  std::vector<std::set<std::string>> keys;  // the keys seen in each open object
+  const nlohmann::json::parser_callback_t no_duplicates = [&](int, nlohmann::json::parse_event_t event,
+                                                                 nlohmann::json& parsed) {
+    using E = nlohmann::json::parse_event_t;
+    if (event == E::object_start) keys.emplace_back();
+    if (event == E::object_end) keys.pop_back();
+    if (event == E::key && !keys.back().insert(parsed.get<std::string>()).second)
+      ::fofa::detail::throw_error("fofa: ", source, ": key \"", parsed.get<std::string>(),
+                                  "\" appears twice in one object");
+    return true;
+  };
+  try {
+    return nlohmann::json::parse(text, no_duplicates);
+  } catch (const nlohmann::json::exception& e) {
+    ::fofa::detail::throw_error("fofa: ", source, ": invalid JSON: ", e.what());
+  }
+}
 
 inline nlohmann::json config_to_json(const ModelConfig& c) {
   nlohmann::json j;

@@ -11,7 +11,6 @@
 #include <cstdint>
 #include <filesystem>
 #include <limits>
-#include <set>
 #include <string>
 #include <type_traits>
 #include <utility>
@@ -120,25 +119,7 @@ inline ExperimentConfig experiment_from_json(const nlohmann::json& j) {
 }
 
 inline ExperimentConfig load_experiment(const std::filesystem::path& path) {
-  const std::string text = io::read_text_file(path, "configuration");
-  nlohmann::json j;
-  // A key given twice in one object is refused: the parser would silently keep the last one.
-  std::vector<std::set<std::string>> keys;
-  const nlohmann::json::parser_callback_t no_duplicates = [&](int, nlohmann::json::parse_event_t event,
-                                                                 nlohmann::json& parsed) {
-    using E = nlohmann::json::parse_event_t;
-    if (event == E::object_start) keys.emplace_back();
-    if (event == E::object_end) keys.pop_back();
-    if (event == E::key && !keys.back().insert(parsed.get<std::string>()).second)
-      fofa::detail::throw_error("fofa: ", path.string(), ": key \"", parsed.get<std::string>(),
-                                "\" appears twice in one object");
-    return true;
-  };
-  try {
-    j = nlohmann::json::parse(text, no_duplicates);
-  } catch (const nlohmann::json::exception& e) {
-    fofa::detail::throw_error("fofa: ", path.string(), ": invalid JSON: ", e.what());
-  }
+  const nlohmann::json j = io::parse_json_strict(io::read_text_file(path, "configuration"), path.string());
   try {
     return experiment_from_json(j);
   } catch (const Error& e) {
