@@ -51,6 +51,8 @@ expect_contains("${out}" "no checkpoint ${WORK}/r.fofa.ckpt yet: --resume starts
 run(0 out train ${D} --config ${WORK}/two_epochs.json --out ${WORK}/r.fofa --resume)
 expect_contains("${out}" "resumed from ${WORK}/r.fofa.ckpt after epoch 1")
 expect_contains("${out}" "epoch 2/2")
+run(0 out info ${WORK}/r.fofa.ckpt)  # a checkpoint is described as one (it failed as a model with extra tensors)
+expect_contains("${out}" "training checkpoint after epoch 2 (best epoch")
 
 # An output (or checkpoint) that cannot be written fails before the first epoch, not after it.
 function(expect_refused_before_training needle)

@@ -15,6 +15,13 @@ index_t floats_with_prefix(const io::FofaFile& f, const std::string& prefix) {
   return n;
 }
 
+// A training checkpoint (`fofa train` writes MODEL.fofa.ckpt every epoch): a model file whose
+// weights come with Adam's moments ("optim.m.", "optim.v.") and the best weights so far ("best."),
+// so it is read by `fofa train --resume`, not loaded as a model.
+bool is_checkpoint(const io::FofaFile& f) {
+  return f.kind() == "model" && f.meta().contains("checkpoint") && f.meta()["checkpoint"].is_object();
+}
+
 nlohmann::json describe(const io::FofaFile& f, const std::string& path) {
   nlohmann::json j;
   j["path"] = path;
@@ -28,7 +35,12 @@ nlohmann::json describe(const io::FofaFile& f, const std::string& path) {
   j["parameters"] = total;
   j["config"] = f.config();
   j["meta"] = f.meta();
-  if (f.kind() == "model") {
+  if (is_checkpoint(f)) {
+    const nlohmann::json& c = f.meta()["checkpoint"];
+    j["checkpoint"] = {{"epoch", c.value("epoch", 0)},           {"best_epoch", c.value("best_epoch", 0)},
+                       {"best_ndcg10", c.value("best_ndcg10", 0.0)}, {"adam_steps", c.value("adam_steps", 0LL)},
+                       {"data", c.value("data", nlohmann::json())}};
+  } else if (f.kind() == "model") {
     const io::LoadedModel m = io::model_from_file(f);  // full validation of the weights
     j["parameters_by_part"] = {{"embeddings", floats_with_prefix(f, "item_emb.") + floats_with_prefix(f, "pos_emb.")},
                                {"blocks", floats_with_prefix(f, "blocks.")},
@@ -70,7 +82,12 @@ int cmd_info(const std::vector<std::string>& args, std::ostream& out) {
       << ", mapper " << to_string(cfg.mapper.mode);
   if (cfg.mapper.mode == MapperMode::lowrank) out << " (rank " << cfg.mapper.rank << ")";
   out << "\n";
-  if (f.kind() == "model") {
+  if (j.contains("checkpoint")) {
+    const auto& c = j["checkpoint"];
+    out << "training checkpoint after epoch " << c["epoch"] << " (best epoch " << c["best_epoch"]
+        << ", valid NDCG@10 " << c["best_ndcg10"] << ", Adam step " << c["adam_steps"]
+        << "): weights, Adam moments and best weights; `fofa train --resume` continues from it\n";
+  } else if (f.kind() == "model") {
     const auto& p = j["parameters_by_part"];
     out << "parameters: embeddings " << p["embeddings"] << ", blocks " << p["blocks"] << ", controller "
         << p["controller"] << ", mapper " << p["mapper"] << "\n";
