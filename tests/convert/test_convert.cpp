@@ -195,6 +195,10 @@ TEST_CASE("refusals: malicious pickle, missing --heads, wrong preset, legacy fil
   CHECK(run_convert({"--heads", "x", "a", "b"}).code == 2);
   CHECK(run_convert({"--preset", "fofa", "only-one-file"}).code == 2);
   CHECK(run_convert({"--bogus"}).code == 2);
+  r = run_convert({"--preset", "fofa", "--heads", "1", "--heads", "2", "a", "b"});  // was: the last one won
+  CHECK(r.code == 2);
+  CHECK(r.err.find("--heads given twice") != std::string::npos);
+  CHECK(run_convert({"--preset", "fofa", "--strict=yes", "a", "b"}).code == 2);
   CHECK(dir.files() == 0);
   r = run_convert({"--help"});
   CHECK(r.code == 0);
@@ -205,8 +209,8 @@ TEST_CASE("refusals: malicious pickle, missing --heads, wrong preset, legacy fil
 
 TEST_CASE("--max-len truncates start-anchored positions; --set overrides config fields") {
   TempDir dir;
-  Run r = run_convert({"--preset", "recbole_sasrec", "--heads", "2", "--max-len", "4", "--set", "eps=1e-5",
-                   data_path("convert_recbole.pt"), dir / "m.fofa"});
+  Run r = run_convert({"--preset=recbole_sasrec", "--heads=2", "--max-len", "4", "--set", "eps=1e-5",
+                   data_path("convert_recbole.pt"), dir / "m.fofa"});  // --name=VALUE as well as --name VALUE
   INFO(r.err);
   REQUIRE(r.code == 0);
   io::LoadedModel m = io::load_model(dir / "m.fofa");

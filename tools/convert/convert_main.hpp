@@ -7,6 +7,7 @@
 // Exit codes: 0 converted, 1 the input or preset was refused (fofa::Error), 2 usage error.
 #pragma once
 
+#include <algorithm>
 #include <filesystem>
 #include <ostream>
 #include <string>
@@ -76,9 +77,17 @@ inline int convert_main(const std::vector<std::string>& args, std::ostream& out,
   std::vector<std::string> files;
   bool strict = false;
   try {
+    std::vector<std::string> seen;  // valued options given so far (each at most once; --set repeats)
     for (std::size_t i = 0; i < args.size(); ++i) {
-      const std::string& a = args[i];
+      // --name=VALUE is --name VALUE, as in `fofa`.
+      const std::size_t eq = args[i].rfind("--", 0) == 0 ? args[i].find('=') : std::string::npos;
+      const std::string a = args[i].substr(0, eq);
       auto value = [&]() -> std::string {
+        if (a != "--set") {
+          if (std::find(seen.begin(), seen.end(), a) != seen.end()) throw detail::UsageError{a + " given twice"};
+          seen.push_back(a);
+        }
+        if (eq != std::string::npos) return args[i].substr(eq + 1);
         if (i + 1 >= args.size()) throw detail::UsageError{a + " needs a value"};
         return args[++i];
       };
@@ -106,6 +115,7 @@ inline int convert_main(const std::vector<std::string>& args, std::ostream& out,
         if (key == "heads" || key == "max_len") throw detail::UsageError{"use --heads / --max-len for " + key};
         opt.overrides[key] = nlohmann::json::accept(v) ? nlohmann::json::parse(v) : nlohmann::json(v);
       } else if (a == "--strict") {
+        if (eq != std::string::npos) throw detail::UsageError{"--strict takes no value"};
         strict = true;
       } else if (!a.empty() && a[0] == '-') {
         throw detail::UsageError{"unknown option '" + a + "'"};
