@@ -17,9 +17,16 @@ int cmd_from_safetensors(const std::vector<std::string>& args, std::ostream& out
     config = j.contains("config") && j["config"].is_object() ? j["config"] : j;
   }
   const io::SafetensorsFile st = io::SafetensorsFile::map(a.positional()[0]);
-  const std::vector<std::byte> bytes = io::safetensors_to_fofa(st, config).to_bytes();
+  // Errors name the input (and --config): the output does not exist yet.
+  const std::string source = a.positional()[0] + (a.has("--config") ? " with --config " + a.get("--config") : "");
+  std::vector<std::byte> bytes;
+  try {
+    bytes = io::safetensors_to_fofa(st, config).to_bytes();
+  } catch (const Error& e) {
+    throw Error(std::string(e.what()) + " (converting " + source + ")");
+  }
   // Validate the result as its kind before writing it: never write a file fofa cannot load.
-  const io::FofaFile f = io::FofaFile::load_from_memory({bytes.data(), bytes.size()}, a.positional()[1]);
+  const io::FofaFile f = io::FofaFile::load_from_memory({bytes.data(), bytes.size()}, "the conversion of " + source);
   if (f.kind() == "model")
     (void)io::model_from_file(f);
   else
