@@ -27,8 +27,8 @@
   X(to_safetensors, "to-safetensors", "fofa to-safetensors IN.fofa OUT.safetensors", "export every tensor (and the header, in __metadata__) as safetensors") \
   X(from_safetensors, "from-safetensors", "fofa from-safetensors IN.safetensors OUT.fofa [--config CONFIG.json]", "import safetensors (F32/F16/BF16/F64/I32/I64) into a validated .fofa")                                                    \
   X(train, "train", "fofa train DATA --config CONFIG.json --out MODEL.fofa [--resume] [--epochs N] [--threads N] [--json]", "train a model on an interaction file (SPEC 6)") \
-  X(eval, "eval", "fofa eval MODEL DATA [--json] [--budget B] [--users N] [--no-full] [--finetune-steps S --finetune-lr LR]", "HR/NDCG@5/10/20, sampled and full ranking (SPEC 7)") \
-  X(device_latency, "device-latency", "fofa device-latency MODEL DATA [--budget B] [--users N] [--repeat R] [--json]", "device request latency on real users' sub-models (SPEC 7)") \
+  X(eval, "eval", "fofa eval MODEL DATA [--json] [--budget B] [--users N (default 0: all)] [--threads N] [--no-full] [--finetune-steps S [--finetune-lr LR]]", "HR/NDCG@5/10/20, sampled and full ranking (SPEC 7)") \
+  X(device_latency, "device-latency", "fofa device-latency MODEL DATA [--budget B] [--users N (default 200; 0: all)] [--repeat R (1-1000000)] [--json]", "device request latency on real users' sub-models (SPEC 7)") \
   X(demo, "demo", "fofa demo [DATA] [--epochs N] [--threads N] [--budget B] [--lambda L] [--min-blocks 0|1] [--seed S]", "train a small Forward-OFA and simulate device sessions")
 
 namespace fofa::cli {
