@@ -22,6 +22,10 @@ expect_contains("${out}" "\"ranking\"")
 
 run(0 out export-device ${M} --history 3,17,42 --candidates 5,6,7 --budget 0.5 ${DEV})
 expect_contains("${out}" " of 4, FLOPs")
+run(0 out export-device ${M} --history 3,17,42 --candidates 5,6,7 --budget 0.5 ${WORK}/device2.fofa --json)
+expect_contains("${out}" "\"kept\": [")
+run(2 out export-device)
+expect_contains("${out}" "--budget 0.5 OUT [--json]")  # the usage line lists it
 run(0 out info ${DEV})
 expect_contains("${out}" "fofa device file")
 # The device file scores exactly what the full model printed for the same plan.
@@ -132,6 +136,13 @@ run(2 out score ${M} --history 3 --candidates 5 --budget 1e-50)  # was "got 0"
 expect_contains("${out}" "--budget: 1e-50 rounds to 0, out of range (0, 1]")
 run(2 out export-device ${M} --history 3 --candidates 5 --budget inf ${WORK}/x.fofa)
 expect_contains("${out}" "--budget: inf is not a finite number")
+
+# An argument starting with '-' is an option; "--" ends the options.
+run(2 out info ${M} -j)
+expect_contains("${out}" "unknown option -j")
+run(2 out random-model --items 10 --)  # wrote a file named "--"
+expect_contains("${out}" "expected one OUT path, got 0")
+run(0 out info -- ${M})
 run(1 out score ${DEV} --candidates 9)
 expect_contains("${out}" "candidate item 9 is not among")
 run(1 out export-device ${M} --history 3 --candidates 5 --budget 0.5 ${WORK}/missing-dir/x.fofa)

@@ -130,7 +130,9 @@ T parse_number(const std::string& s, const std::string& option, Range range) {
   return t;
 }
 
-// Splits arguments into positionals, valued options (--name VALUE or --name=VALUE) and flags.
+// Splits arguments into positionals, valued options (--name VALUE or --name=VALUE) and flags. Any
+// other argument starting with '-' is an unknown option, except a lone "-" and everything after
+// "--" (positionals: `fofa info -- -odd-name.fofa`).
 class Args {
  public:
   Args(const std::vector<std::string>& args, std::vector<std::string> valued, std::vector<std::string> flags) {
@@ -139,9 +141,14 @@ class Args {
         if (x == s) return true;
       return false;
     };
+    bool options_end = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
-      if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
+      if (options_end || a.size() < 2 || a[0] != '-') {
+        positional_.push_back(a);
+      } else if (a == "--") {
+        options_end = true;
+      } else {
         std::string name = a, value;
         const auto eq = a.find('=');
         const bool inline_value = eq != std::string::npos;
@@ -155,15 +162,13 @@ class Args {
         } else if (is(valued, name)) {
           if (!inline_value) {
             if (i + 1 >= args.size()) throw UsageError(name + " needs a value");
-            value = args[++i];
+            value = args[++i];  // taken as it is: --head-bias -1
           }
           if (options_.count(name)) throw UsageError(name + " given twice");
           options_[name] = value;
         } else {
           throw UsageError("unknown option " + name);
         }
-      } else {
-        positional_.push_back(a);
       }
     }
   }
