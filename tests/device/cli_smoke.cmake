@@ -22,6 +22,10 @@ expect_contains("${out}" "\"ranking\"")
 
 run(0 out export-device ${M} --history 3,17,42 --candidates 5,6,7 --budget 0.5 ${DEV})
 expect_contains("${out}" " of 4, FLOPs")
+run(0 out export-device ${M} --history 3,17,42 --candidates 5,6,7 --budget 0.5 ${WORK}/device2.fofa --json)
+expect_contains("${out}" "\"kept\": [")
+run(2 out export-device)
+expect_contains("${out}" "--budget 0.5 OUT [--json]")  # the usage line lists it
 run(0 out info ${DEV})
 expect_contains("${out}" "fofa device file")
 # The device file scores exactly what the full model printed for the same plan.
@@ -63,9 +67,22 @@ expect_contains("${out}" "\"users\": 3")
 expect_contains("${out}" "\"blocks_kept_mean\": 2.0")
 expect_contains("${out}" "\"request_us_p90\"")
 run(0 out device-latency ${ML} ${D} --users 100)
-expect_contains("${out}" "6 users, budget 1")
-run(2 out device-latency ${ML} ${D} --users 0)
-expect_contains("${out}" "--users must be at least 1")
+expect_contains("${out}" "6 users, budget 1,")
+# --users 0 means every user, in device-latency as in eval.
+run(0 out device-latency ${ML} ${D} --users 0 --repeat 1)
+expect_contains("${out}" "6 users, budget 1,")
+run(0 out eval ${ML} ${D} --users 0 --no-full --json)
+expect_contains("${out}" "\"users\": 6")
+run(0 out device-latency ${ML} ${D} --budget 0.01 --users 1 --repeat 1)
+expect_contains("${out}" "budget 0.01,")  # was "budget 0.0"
+run(2 out device-latency ${ML} ${D} --repeat 18446744073709551615)  # ran forever
+expect_contains("${out}" "--repeat: 18446744073709551615 is out of range [1, 1000000]")
+run(2 out device-latency ${ML} ${D} --repeat 0)
+expect_contains("${out}" "--repeat: 0 is out of range [1, 1000000]")
+run(2 out eval ${ML} ${D} --finetune-lr 0.1)  # was ignored without --finetune-steps
+expect_contains("${out}" "--finetune-lr only applies with --finetune-steps 1 or more")
+run(2 out eval ${ML} ${D} --finetune-steps 1 --finetune-lr nan)
+expect_contains("${out}" "--finetune-lr: nan is not a finite number")
 run(1 out device-latency ${M} ${D})
 expect_contains("${out}" "item ids up to 150 but the model knows 60")
 
@@ -79,8 +96,53 @@ expect_contains("${out}" "missing --history")
 run(2 out score ${DEV} --budget 0.5)
 run(1 out score ${M} --history 3,999 --candidates 5)
 expect_contains("${out}" "history item id 999")
-run(1 out score ${M} --history 3 --candidates 5 --budget 0)
-expect_contains("${out}" "budget must be in (0, 1]")
+run(2 out score ${M} --history 3 --candidates 5 --budget 0)
+expect_contains("${out}" "--budget: 0 is out of range (0, 1]")
+
+# Numbers: counts and ids are plain decimal digits, floats finite; each is checked against the range
+# of the variable it goes into (no silent narrowing), and the message shows what was typed.
+foreach(threads 4294967296 2147483648)  # were "got 0" and "got -2147483648"
+  run(2 out eval ${ML} ${D} --threads ${threads})
+  expect_contains("${out}" "--threads: ${threads} is out of range [1, 256]")
+endforeach()
+set(R ${WORK}/refused.fofa)
+run(2 out random-model ${R} --items " -5")  # was a data error "got -5"
+expect_contains("${out}" "--items: \" -5\" is not a non-negative integer")
+foreach(seed " -1" "+1" "0x10" "1.0")  # " -1" was 18446744073709551615
+  run(2 out random-model ${R} --items 10 --seed "${seed}")
+  expect_contains("${out}" "--seed: \"${seed}\" is not a non-negative integer")
+endforeach()
+run(2 out random-model ${R} --items 10 --seed 18446744073709551616)
+expect_contains("${out}" "--seed: 18446744073709551616 is out of range [0, 18446744073709551615]")
+run(2 out random-model ${R} --items 10 --mapper-scale nan)  # was the same file as --mapper-scale 0
+expect_contains("${out}" "--mapper-scale: nan is not a finite number")
+run(2 out random-model ${R} --items 10 --mapper-scale -1)
+expect_contains("${out}" "--mapper-scale: -1 is out of range [0, inf)")
+run(2 out random-model ${R} --items 10 --head-bias 1e300)
+expect_contains("${out}" "--head-bias: 1e300 is too large")
+run(2 out random-model ${R} --items 10 --head-bias " 1")
+expect_contains("${out}" "--head-bias: \" 1\" is not a number")
+if(EXISTS ${R})
+  message(FATAL_ERROR "a refused random-model wrote ${R}")
+endif()
+run(0 out random-model ${R} --items 10 --head-bias -1)  # a negative value after its option
+run(2 out score ${M} --history " 3" --candidates 5)
+expect_contains("${out}" "--history: \" 3\" is not an item id")
+run(2 out score ${M} --history 3 --candidates -5)
+expect_contains("${out}" "--candidates: \"-5\" is not an item id")
+run(2 out score ${M} --history 3 --candidates 5 --budget 1.00000001)  # was taken as 1
+expect_contains("${out}" "--budget: 1.00000001 is out of range (0, 1]")
+run(2 out score ${M} --history 3 --candidates 5 --budget 1e-50)  # was "got 0"
+expect_contains("${out}" "--budget: 1e-50 rounds to 0, out of range (0, 1]")
+run(2 out export-device ${M} --history 3 --candidates 5 --budget inf ${WORK}/x.fofa)
+expect_contains("${out}" "--budget: inf is not a finite number")
+
+# An argument starting with '-' is an option; "--" ends the options.
+run(2 out info ${M} -j)
+expect_contains("${out}" "unknown option -j")
+run(2 out random-model --items 10 --)  # wrote a file named "--"
+expect_contains("${out}" "expected one OUT path, got 0")
+run(0 out info -- ${M})
 run(1 out score ${DEV} --candidates 9)
 expect_contains("${out}" "candidate item 9 is not among")
 run(1 out export-device ${M} --history 3 --candidates 5 --budget 0.5 ${WORK}/missing-dir/x.fofa)

@@ -7,10 +7,18 @@
 include(${CMAKE_CURRENT_LIST_DIR}/../cli_script.cmake)
 
 # Bad options: clear errors before any training.
-run(1 bad demo --quiet --min-blocks 2 --epochs 1)
-expect_contains("${bad}" "min_blocks must be 0 or 1, got 2")
+run(2 bad demo --quiet --min-blocks 2 --epochs 1)
+expect_contains("${bad}" "--min-blocks: 2 is out of range [0, 1]")
 run(2 bad demo --quiet --min-blocks x)
 expect_contains("${bad}" "--min-blocks")
+run(2 bad demo --quiet --epochs 0)  # ran the default 15 epochs
+expect_contains("${bad}" "--epochs: 0 is out of range [1, 2147483647]")
+run(2 bad demo --quiet --threads 4294967297)  # ran 1 thread
+expect_contains("${bad}" "--threads: 4294967297 is out of range [1, 256]")
+run(2 bad demo --quiet --lambda -1)
+expect_contains("${bad}" "--lambda: -1 is out of range [0, inf)")
+run(2 bad demo --quiet --budget 0)
+expect_contains("${bad}" "--budget: 0 is out of range (0, 1]")
 
 run(0 out demo --quiet --threads 2 --seed 1)
 string(REGEX MATCH "mean blocks kept: short-pattern users ([0-9.]+), long-range users ([0-9.]+)" m "${out}")

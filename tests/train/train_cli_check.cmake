@@ -75,6 +75,16 @@ expect_refused_before_training("is the model file --out" --out ${WORK}/m.fofa --
 run(1 out train ${D} --config ${WORK} --out ${WORK}/m.fofa)
 expect_contains("${out}" "is a directory, not a configuration")
 
+# Counts that do not fit the option are usage errors before training (4294967297 ran 1 thread, 1 epoch).
+foreach(opt --threads --epochs)
+  run(2 out train ${D} --config ${WORK}/static.json --out ${WORK}/n.fofa ${opt} 4294967297)
+  expect_contains("${out}" "${opt}: 4294967297 is out of range [1, ")
+endforeach()
+run(2 out train ${D} --config ${WORK}/static.json --out ${WORK}/n.fofa --epochs 0)
+expect_contains("${out}" "--epochs: 0 is out of range [1, 2147483647]")
+run(2 out train ${D} --config ${WORK}/static.json --out ${WORK}/n.fofa --eval-users -1)
+expect_contains("${out}" "--eval-users: \"-1\" is not a non-negative integer")
+
 # Users of 2 interactions train but are never evaluated: with no other user, training is refused.
 file(WRITE ${WORK}/short.txt "1 5\n1 6\n2 7\n2 8\n")
 run(1 out train ${WORK}/short.txt --config ${WORK}/static.json --out ${WORK}/short.fofa)

@@ -3,17 +3,20 @@
 // and budgets parsed strictly, and small printing helpers.
 #pragma once
 
-#include <cerrno>
-#include <climits>
+#include <charconv>
 #include <cmath>
+#include <concepts>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <limits>
 #include <map>
 #include <ostream>
 #include <span>
 #include <stdexcept>
 #include <string>
+#include <system_error>
+#include <utility>
 #include <vector>
 
 #if __has_include(<unistd.h>)
@@ -45,7 +48,91 @@ struct UsageError : std::runtime_error {
 // args: everything after the subcommand name. Returns the exit code.
 using CommandFn = int (*)(const std::vector<std::string>& args, std::ostream& out);
 
-// Splits arguments into positionals, valued options (--name VALUE or --name=VALUE) and flags.
+// Numbers on the command line are parsed strictly, and every one is checked against the range of
+// the variable it goes into, so that no call site can narrow a value silently (--threads 4294967297
+// once ran with 1 thread): a value that does not parse or is out of range is a usage error naming the
+// option, what the user typed and the allowed range.
+
+// %g: the shortest readable form of a bound or of a budget ("0.01", not "0.0").
+inline std::string show(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%g", v);
+  return buf;
+}
+
+// A count or id: plain decimal digits only ("42"; no sign, space, '+' or hex), in [min, max].
+template <std::integral T>
+T parse_count(const std::string& s, const std::string& option, T min = 0, T max = std::numeric_limits<T>::max()) {
+  std::uint64_t v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);  // unsigned: digits only
+  if (s.empty() || end != s.data() + s.size())
+    throw UsageError(option + ": \"" + s + "\" is not a non-negative integer (decimal digits only)");
+  if (ec == std::errc::result_out_of_range || !std::in_range<T>(v) || static_cast<T>(v) < min || static_cast<T>(v) > max)
+    throw UsageError(option + ": " + s + " is out of range [" + std::to_string(min) + ", " + std::to_string(max) + "]");
+  return static_cast<T>(v);
+}
+
+// "3,17,42" -> {3, 17, 42}; anything but comma-separated decimal int32 values is a usage error (the
+// library checks them against the model's items).
+inline std::vector<std::int32_t> parse_ids(const std::string& s, const std::string& option) {
+  std::vector<std::int32_t> ids;
+  if (s.empty()) return ids;
+  std::size_t pos = 0;
+  while (true) {
+    const std::size_t comma = s.find(',', pos);
+    const std::string tok = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+    try {
+      ids.push_back(parse_count<std::int32_t>(tok, option));
+    } catch (const UsageError&) {
+      throw UsageError(option + ": \"" + tok + "\" is not an item id (expected e.g. 3,17,42)");
+    }
+    if (comma == std::string::npos) break;
+    pos = comma + 1;
+  }
+  return ids;
+}
+
+// The range of a floating-point option: [min, max], or (min, max] with open_min; never inf or nan.
+struct Range {
+  double min, max;
+  bool open_min = false;
+  bool contains(double v) const { return std::isfinite(v) && (open_min ? v > min : v >= min) && v <= max; }
+  std::string str() const {  // "(0, 1]", "[0, inf)"
+    std::string s = open_min || std::isinf(min) ? "(" : "[";
+    s += show(min) + ", " + show(max);
+    return s + (std::isinf(max) ? ")" : "]");
+  }
+};
+constexpr double kInf = std::numeric_limits<double>::infinity();
+constexpr Range kBudget{0, 1, true};  // a session budget, as ForwardOfa::adapt takes it
+constexpr Range kNonNegative{0, kInf};
+constexpr Range kPositive{0, kInf, true};
+constexpr Range kAnyFinite{-kInf, kInf};
+
+// --threads: [1, kMaxThreads], the trainer's limit (cmd_train.cpp checks they agree).
+constexpr int kMaxThreads = 256;
+
+// A decimal number in `range` ("0.5", "-1", "1e-3"; no space, '+' or hex), checked as
+// typed and again as the T it becomes (--budget 1e-50 is 0 as a float, 1e300 does not fit).
+template <std::floating_point T>
+T parse_number(const std::string& s, const std::string& option, Range range) {
+  double v = 0;
+  const auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (s.empty() || end != s.data() + s.size())
+    throw UsageError(option + ": \"" + s + "\" is not a number");
+  if (ec == std::errc{} && !std::isfinite(v)) throw UsageError(option + ": " + s + " is not a finite number");
+  if (ec != std::errc{} || !range.contains(v))
+    throw UsageError(option + ": " + s + " is out of range " + range.str());
+  if (std::abs(v) > std::numeric_limits<T>::max())
+    throw UsageError(option + ": " + s + " is too large (the limit is " + show(std::numeric_limits<T>::max()) + ")");
+  const T t = static_cast<T>(v);
+  if (!range.contains(t)) throw UsageError(option + ": " + s + " rounds to " + show(t) + ", out of range " + range.str());
+  return t;
+}
+
+// Splits arguments into positionals, valued options (--name VALUE or --name=VALUE) and flags. Any
+// other argument starting with '-' is an unknown option, except a lone "-" and everything after
+// "--" (positionals: `fofa info -- -odd-name.fofa`).
 class Args {
  public:
   Args(const std::vector<std::string>& args, std::vector<std::string> valued, std::vector<std::string> flags) {
@@ -54,9 +141,14 @@ class Args {
         if (x == s) return true;
       return false;
     };
+    bool options_end = false;
     for (std::size_t i = 0; i < args.size(); ++i) {
       const std::string& a = args[i];
-      if (a.size() > 2 && a.compare(0, 2, "--") == 0) {
+      if (options_end || a.size() < 2 || a[0] != '-') {
+        positional_.push_back(a);
+      } else if (a == "--") {
+        options_end = true;
+      } else {
         std::string name = a, value;
         const auto eq = a.find('=');
         const bool inline_value = eq != std::string::npos;
@@ -70,15 +162,13 @@ class Args {
         } else if (is(valued, name)) {
           if (!inline_value) {
             if (i + 1 >= args.size()) throw UsageError(name + " needs a value");
-            value = args[++i];
+            value = args[++i];  // taken as it is: --head-bias -1
           }
           if (options_.count(name)) throw UsageError(name + " given twice");
           options_[name] = value;
         } else {
           throw UsageError("unknown option " + name);
         }
-      } else {
-        positional_.push_back(a);
       }
     }
   }
@@ -89,6 +179,15 @@ class Args {
     auto it = options_.find(name);
     if (it == options_.end()) throw UsageError("missing " + name);
     return it->second;
+  }
+  // The value of an optional count or number, or `fallback` when the option is absent.
+  template <std::integral T>
+  T count(const std::string& name, T fallback, T min = 0, T max = std::numeric_limits<T>::max()) const {
+    return has(name) ? parse_count<T>(get(name), name, min, max) : fallback;
+  }
+  template <std::floating_point T>
+  T number(const std::string& name, T fallback, Range range) const {
+    return has(name) ? parse_number<T>(get(name), name, range) : fallback;
   }
   // Exactly n positional arguments, named in `what` for the message.
   void expect_positional(std::size_t n, const char* what) const {
@@ -102,43 +201,6 @@ class Args {
   std::map<std::string, std::string> options_;
   std::map<std::string, bool> flags_;
 };
-
-// "3,17,42" -> {3, 17, 42}; anything but comma-separated decimal int32 values is a usage error.
-inline std::vector<std::int32_t> parse_ids(const std::string& s, const char* option) {
-  std::vector<std::int32_t> ids;
-  if (s.empty()) return ids;
-  std::size_t pos = 0;
-  while (true) {
-    const std::size_t comma = s.find(',', pos);
-    const std::string tok = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
-    char* end = nullptr;
-    errno = 0;
-    const long long v = tok.empty() ? 0 : std::strtoll(tok.c_str(), &end, 10);
-    if (tok.empty() || *end != '\0' || errno == ERANGE || v < INT32_MIN || v > INT32_MAX)
-      throw UsageError(std::string(option) + ": \"" + tok + "\" is not an item id (expected e.g. 3,17,42)");
-    ids.push_back(static_cast<std::int32_t>(v));
-    if (comma == std::string::npos) break;
-    pos = comma + 1;
-  }
-  return ids;
-}
-
-// A number; range checks (budget in (0, 1]) are the library's and give fofa::Error.
-inline float parse_number(const std::string& s, const char* option) {
-  char* end = nullptr;
-  const double v = std::strtod(s.c_str(), &end);
-  if (s.empty() || *end != '\0') throw UsageError(std::string(option) + ": \"" + s + "\" is not a number");
-  return static_cast<float>(v);
-}
-
-inline std::uint64_t parse_count(const std::string& s, const char* option) {
-  char* end = nullptr;
-  errno = 0;
-  const unsigned long long v = std::strtoull(s.c_str(), &end, 10);
-  if (s.empty() || *end != '\0' || errno == ERANGE || s[0] == '-')
-    throw UsageError(std::string(option) + ": \"" + s + "\" is not a non-negative integer");
-  return v;
-}
 
 inline std::string join(std::span<const float> v, int precision = 4) {
   std::string s;

@@ -55,7 +55,8 @@ std::string mask_string(const std::vector<std::uint8_t>& m) {
 
 }  // namespace
 
-// Options: --epochs N, --threads N (default 2), --budget B (session budget, default 0.5), --seed S, --quiet,
+// Options: --epochs N (>= 1; default: the constants above), --threads N (1-256, default 2), --budget B (session
+// budget in (0, 1], default 0.5), --seed S, --quiet,
 // --lambda L (sparsity coefficient), --min-blocks 0|1 (1: the device always keeps a block; defaults: the
 // constants above), --long-lag K (how far back the long-range users' pattern looks),
 // --shared-items (both user kinds draw from one catalogue instead of disjoint halves),
@@ -68,24 +69,20 @@ int cmd_demo(const std::vector<std::string>& argv, std::ostream& out) {
                   {"--quiet", "--shared-items"});
   if (args.positional().size() > 1) throw UsageError("expected at most one DATA file");
   const std::string data_path = args.positional().empty() ? "" : args.positional()[0];
-  const int epochs = args.has("--epochs") ? static_cast<int>(parse_count(args.get("--epochs"), "--epochs")) : -1;
-  const int threads = args.has("--threads") ? static_cast<int>(parse_count(args.get("--threads"), "--threads")) : 2;
-  const double budget = args.has("--budget") ? parse_number(args.get("--budget"), "--budget") : 0.5;
-  const std::uint64_t seed = args.has("--seed") ? parse_count(args.get("--seed"), "--seed") : 1;
   const bool quiet = args.flag("--quiet");
   const bool synthetic = data_path.empty();
-  const double lambda = args.has("--lambda")  ? parse_number(args.get("--lambda"), "--lambda")
-                        : synthetic          ? DEMO_LAMBDA_SYNTHETIC
-                                             : DEMO_LAMBDA_DATA;
-  const index_t min_blocks = args.has("--min-blocks")
-                                 ? static_cast<index_t>(parse_count(args.get("--min-blocks"), "--min-blocks"))
-                                 : (synthetic ? DEMO_MIN_BLOCKS_SYNTHETIC : DEMO_MIN_BLOCKS_DATA);
+  const int epochs = args.count("--epochs", synthetic ? DEMO_EPOCHS_SYNTHETIC : DEMO_EPOCHS_DATA, 1);
+  const int threads = args.count("--threads", 2, 1, kMaxThreads);
+  const float budget = args.number("--budget", 0.5f, kBudget);
+  const std::uint64_t seed = args.count<std::uint64_t>("--seed", 1);
+  const double lambda = args.number("--lambda", synthetic ? DEMO_LAMBDA_SYNTHETIC : DEMO_LAMBDA_DATA, kNonNegative);
+  const index_t min_blocks =
+      args.count<index_t>("--min-blocks", synthetic ? DEMO_MIN_BLOCKS_SYNTHETIC : DEMO_MIN_BLOCKS_DATA, 0, 1);
   const fofa::train::LongPattern pattern = args.has("--long-pattern")
                                                ? fofa::train::parse_long_pattern(args.get("--long-pattern"))
                                                : fofa::train::LongPattern::lag;
   const bool induction = pattern == fofa::train::LongPattern::induction;
-  const int long_lag = args.has("--long-lag") ? static_cast<int>(parse_count(args.get("--long-lag"), "--long-lag"))
-                                              : (induction ? 2 : DEMO_LAG);
+  const int long_lag = args.count("--long-lag", induction ? 2 : DEMO_LAG);  // make_synthetic checks it
   const bool disjoint = !args.flag("--shared-items");
   if (args.has("--write-data") && !synthetic) throw UsageError("--write-data writes the synthetic data: no DATA");
   {
@@ -139,7 +136,7 @@ int cmd_demo(const std::vector<std::string>& argv, std::ostream& out) {
     cfg.mapper.structure_width = 8;
     cfg.controller.min_blocks = min_blocks;
     TrainerOptions opt;
-    opt.epochs = epochs > 0 ? epochs : (synthetic ? DEMO_EPOCHS_SYNTHETIC : DEMO_EPOCHS_DATA);
+    opt.epochs = epochs;
     opt.batch = 128;
     opt.lr = 2e-3;
     opt.dropout = 0.1;
@@ -165,7 +162,7 @@ int cmd_demo(const std::vector<std::string>& argv, std::ostream& out) {
       return s;
     };
     cout << std::fixed << std::setprecision(3) << "\ntest, 100 sampled negatives:\n";
-    for (double b : {1.0, budget}) {
+    for (double b : {1.0, static_cast<double>(budget)}) {
       const EvalOptions eo{.split = EvalSplit::test, .budget = b, .threads = threads};
       const EvalResult r = evaluate(trainer.model(), data, eo);
       cout << "  budget " << b << ": HR@10 " << r.sampled.hit_rate(10) << "  NDCG@10 " << r.sampled.ndcg_at(10)
@@ -192,7 +189,7 @@ int cmd_demo(const std::vector<std::string>& argv, std::ostream& out) {
       // The session starts with all but the last 3 known items; those are the clicks to come.
       std::vector<std::int32_t> history(s.train.begin(), s.train.end() - 2);
       const std::vector<std::int32_t> clicks = {s.train[s.train.size() - 2], s.train.back(), s.valid};
-      const auto plan = cloud.adapt(history, static_cast<float>(budget));
+      const auto plan = cloud.adapt(history, budget);
       const int kept = static_cast<int>(plan.kept().size());
       const bool is_long = !long_range.empty() && long_range[u];
       (is_long ? kept_long : kept_short) += kept;

@@ -1,6 +1,6 @@
 // `fofa device-latency MODEL DATA [--budget B] [--users N] [--repeat R] [--json]`: the device side of
-// SPEC 7's efficiency columns, measured on real users. For N test users spread evenly over the data
-// set (history = training items + validation item, candidates = the test item + 100 sampled
+// SPEC 7's efficiency columns, measured on real users. For N test users (default 200; 0: all, as in
+// `fofa eval`) spread evenly over the data set (history = training items + validation item, candidates = the test item + 100 sampled
 // negatives, as in `fofa eval`), the cloud adapts under the budget and writes the device sub-model
 // to memory; the device loads it and serves the request R times: reset(history) + rerank(101
 // candidates), the same request fofa-bench-model times. Reports, per user, the median of the R
@@ -33,11 +33,9 @@ double quantile(std::vector<double> v, double q) {
 int cmd_device_latency(const std::vector<std::string>& argv, std::ostream& out) {
   const Args args(argv, {"--budget", "--users", "--repeat"}, {"--json"});
   args.expect_positional(2, "MODEL DATA");
-  const float budget = args.has("--budget") ? parse_number(args.get("--budget"), "--budget") : 1.0f;
-  const std::size_t n_users = args.has("--users") ? parse_count(args.get("--users"), "--users") : 200;
-  const std::size_t repeat = args.has("--repeat") ? parse_count(args.get("--repeat"), "--repeat") : 20;
-  if (n_users == 0) throw UsageError("--users must be at least 1");
-  if (repeat == 0) throw UsageError("--repeat must be at least 1");
+  const float budget = args.number("--budget", 1.0f, kBudget);
+  const std::size_t n_users = args.count<std::size_t>("--users", 200);  // 0: every user, as in fofa eval
+  const std::size_t repeat = args.count<std::size_t>("--repeat", 20, 1, 1000000);
 
   io::LoadedModel lm = io::load_model(args.positional()[0]);
   const ForwardOfa model(lm.config, std::move(lm.weights));
@@ -48,7 +46,7 @@ int cmd_device_latency(const std::vector<std::string>& argv, std::ostream& out) 
   for (std::size_t u = 0; u < data.users.size(); ++u)
     if (data.users[u].evaluated()) users.push_back(u);
   FOFA_CHECK(!users.empty(), args.positional()[1], ": no user has the 3 items an evaluation needs");
-  const std::size_t n = std::min(n_users, users.size());
+  const std::size_t n = n_users == 0 ? users.size() : std::min(n_users, users.size());
 
   std::vector<double> request_us, adapt_us;
   double blocks = 0, file_bytes = 0;
@@ -103,7 +101,7 @@ int cmd_device_latency(const std::vector<std::string>& argv, std::ostream& out) 
     return 0;
   }
   out << std::fixed << std::setprecision(1) << "device request (reset + rerank of " << 101 << " candidates), "
-      << n << " users, budget " << budget << ", " << kernels::kernels().name << " kernels:\n"
+      << n << " users, budget " << show(budget) << ", " << kernels::kernels().name << " kernels:\n"
       << "  mean " << mean << " us, p50 " << quantile(request_us, 0.5) << " us, p90 " << quantile(request_us, 0.9)
       << " us; blocks kept " << std::setprecision(2) << blocks / static_cast<double>(n) << "\n"
       << std::setprecision(1) << "  cloud adapt() mean " << adapt_mean << " us; device file "

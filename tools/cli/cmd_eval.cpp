@@ -24,9 +24,10 @@ nlohmann::json metrics_json(const fofa::train::RankingMetrics& m) {
 
 }  // namespace
 
-// Options: --json, --budget B, --split test|valid, --users N (seeded subset), --seed S (negatives),
-// --threads N (default 2), --no-full (skip full ranking, the slow part), --finetune-steps S (default 0),
-// --finetune-lr LR (default 0.01), --finetune-negatives K (default 1).
+// Options: --json, --budget B, --split test|valid, --users N (a seeded subset; 0, the default: every
+// user), --seed S (negatives), --threads N (1-256, default 2), --no-full (skip full ranking, the slow
+// part), --finetune-steps S (default 0), --finetune-lr LR (> 0, default 0.01) and --finetune-negatives
+// K (default 1), which only apply with S >= 1.
 int cmd_eval(const std::vector<std::string>& argv, std::ostream& out_stream) {
   const Args args(argv, {"--budget", "--split", "--users", "--seed", "--threads", "--finetune-steps",
                                  "--finetune-lr", "--finetune-negatives"}, {"--json", "--no-full"});
@@ -36,24 +37,17 @@ int cmd_eval(const std::vector<std::string>& argv, std::ostream& out_stream) {
   const std::string split = args.has("--split") ? args.get("--split") : "test";
   if (split != "test" && split != "valid") throw UsageError("--split must be test or valid, got " + split);
   fofa::train::EvalOptions opt;
-  opt.threads = args.has("--threads") ? static_cast<int>(parse_count(args.get("--threads"), "--threads")) : 2;
-  if (args.has("--budget")) opt.budget = parse_number(args.get("--budget"), "--budget");
-  if (args.has("--users")) opt.max_users = static_cast<std::int64_t>(parse_count(args.get("--users"), "--users"));
-  if (args.has("--seed")) opt.seed = parse_count(args.get("--seed"), "--seed");
-  auto small_count = [&args](const char* name) {
-    const std::uint64_t v = parse_count(args.get(name), name);
-    if (v > 1000000) throw UsageError(std::string(name) + ": " + std::to_string(v) + " is too large");
-    return static_cast<int>(v);
-  };
-  if (args.has("--finetune-steps")) opt.finetune.steps = small_count("--finetune-steps");
-  if (args.has("--finetune-negatives")) opt.finetune.negatives = small_count("--finetune-negatives");
-  if (args.has("--finetune-lr")) {
-    const std::string& s = args.get("--finetune-lr");
-    char* end = nullptr;
-    opt.finetune.lr = std::strtod(s.c_str(), &end);
-    if (s.empty() || *end != '\0') throw UsageError("--finetune-lr: \"" + s + "\" is not a number");
-  }
-  opt.finetune.validate();  // negative steps were refused above; lr <= 0 or NaN -> fofa::Error
+  opt.threads = args.count("--threads", 2, 1, kMaxThreads);
+  opt.budget = args.number("--budget", 1.0f, kBudget);  // a float, as the model takes it
+  opt.max_users = args.count<std::int64_t>("--users", 0);  // 0: every user
+  opt.seed = args.count("--seed", opt.seed);
+  opt.finetune.steps = args.count("--finetune-steps", 0, 0, 1000000);
+  opt.finetune.negatives = args.count("--finetune-negatives", 1, 1, 1000000);
+  opt.finetune.lr = args.number("--finetune-lr", opt.finetune.lr, kPositive);
+  if (opt.finetune.steps == 0)
+    for (const char* name : {"--finetune-lr", "--finetune-negatives"})
+      if (args.has(name)) throw UsageError(std::string(name) + " only applies with --finetune-steps 1 or more");
+  opt.finetune.validate();
   {
     using namespace fofa::train;
     std::ostream& cout = out_stream;
@@ -98,7 +92,7 @@ int cmd_eval(const std::vector<std::string>& argv, std::ostream& out_stream) {
       return 0;
     }
     cout << std::fixed << std::setprecision(4) << model_path << " on " << data_path << " (" << split << ", "
-              << r.users << " users, budget " << opt.budget << ")\n";
+              << r.users << " users, budget " << show(opt.budget) << ")\n";
     cout << "             HR@5    HR@10   HR@20   NDCG@5  NDCG@10 NDCG@20\n";
     auto row = [&cout](const char* name, const RankingMetrics& m) {
       cout << name << "  " << m.hit_rate(5) << "  " << m.hit_rate(10) << "  " << m.hit_rate(20) << "  "

@@ -12,7 +12,7 @@ int cmd_export_device(const std::vector<std::string>& args, std::ostream& out) {
   io::check_writable(a.positional()[1], {a.positional()[0]});
   const std::vector<std::int32_t> history = parse_ids(a.get("--history"), "--history");
   const std::vector<std::int32_t> candidates = parse_ids(a.get("--candidates"), "--candidates");
-  const float budget = parse_number(a.get("--budget"), "--budget");
+  const float budget = parse_number<float>(a.get("--budget"), "--budget", kBudget);
   io::LoadedModel lm = io::load_model(a.positional()[0]);
   const ForwardOfa model(lm.config, std::move(lm.weights));
   const DevicePlan plan = model.adapt(history, budget);

@@ -13,22 +13,19 @@ int cmd_random_model(const std::vector<std::string>& args, std::ostream& out) {
                {});
   a.expect_positional(1, "one OUT path");
   ModelConfig cfg;
-  cfg.items = static_cast<index_t>(parse_count(a.get("--items"), "--items"));
-  auto count = [&](const char* opt, index_t& v) {
-    if (a.has(opt)) v = static_cast<index_t>(parse_count(a.get(opt), opt));
-  };
-  count("--d", cfg.d);
-  count("--heads", cfg.heads);
-  count("--blocks", cfg.blocks);
-  count("--max-len", cfg.max_len);
-  cfg.ffn = 4 * cfg.d;
-  count("--ffn", cfg.ffn);
+  // Shapes are checked by cfg.validate() below, by name (config.d must be in [1, 16384]).
+  cfg.items = parse_count<index_t>(a.get("--items"), "--items");
+  cfg.d = a.count("--d", cfg.d);
+  cfg.heads = a.count("--heads", cfg.heads);
+  cfg.blocks = a.count("--blocks", cfg.blocks);
+  cfg.max_len = a.count("--max-len", cfg.max_len);
+  cfg.ffn = a.count("--ffn", 4 * cfg.d);
   cfg.controller.width = cfg.d;
   cfg.mapper.code_width = cfg.d;
   InitOptions opt;
-  opt.mapper_scale = a.has("--mapper-scale") ? parse_number(a.get("--mapper-scale"), "--mapper-scale") : 0.05f;
-  opt.controller_head_bias = a.has("--head-bias") ? parse_number(a.get("--head-bias"), "--head-bias") : 2.0f;
-  const std::uint64_t seed = a.has("--seed") ? parse_count(a.get("--seed"), "--seed") : 1;
+  opt.mapper_scale = a.number("--mapper-scale", 0.05f, kNonNegative);  // 0: zero mapper heads (SPEC 4)
+  opt.controller_head_bias = a.number("--head-bias", 2.0f, kAnyFinite);
+  const std::uint64_t seed = a.count<std::uint64_t>("--seed", 1);
   cfg.validate();
   io::check_writable(a.positional()[0]);
   const std::size_t bytes = io::save_model(a.positional()[0], cfg, random_weights(cfg, seed, opt),

@@ -79,7 +79,7 @@ int cmd_score(const std::vector<std::string>& args, std::ostream& out) {
   } else {
     r.history = parse_ids(a.get("--history"), "--history");
     r.candidates = parse_ids(a.get("--candidates"), "--candidates");
-    r.budget = a.has("--budget") ? parse_number(a.get("--budget"), "--budget") : 1.0f;
+    r.budget = a.number("--budget", 1.0f, kBudget);
     io::LoadedModel lm = io::model_from_file(f);
     const ForwardOfa model(lm.config, std::move(lm.weights));
     const DevicePlan plan = model.adapt(r.history, r.budget);

@@ -14,6 +14,8 @@
 
 namespace fofa::cli {
 
+static_assert(kMaxThreads == fofa::train::TrainerOptions::kMaxThreads);
+
 // Options (see --help): --checkpoint PATH (default MODEL.fofa.ckpt, written every epoch), --resume,
 // --epochs N, --threads N, --eval-users N (validation subset, 0 = all), --quiet, --json,
 // --init MODEL.fofa (warm start: every tensor of this model that MODEL also has, e.g. a trained static
@@ -27,16 +29,12 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
   const std::string config_path = args.get("--config"), out_path = args.get("--out");
   const std::string checkpoint = args.has("--checkpoint") ? args.get("--checkpoint") : out_path + ".ckpt";
   const bool resume = args.flag("--resume"), quiet = args.flag("--quiet"), json = args.flag("--json");
-  const long long epochs = args.has("--epochs") ? static_cast<long long>(parse_count(args.get("--epochs"), "--epochs")) : -1;
-  const long long threads = args.has("--threads") ? static_cast<long long>(parse_count(args.get("--threads"), "--threads")) : -1;
-  const long long eval_users =
-      args.has("--eval-users") ? static_cast<long long>(parse_count(args.get("--eval-users"), "--eval-users")) : -1;
   {
     using namespace fofa::train;
     ExperimentConfig exp = load_experiment(config_path);
-    if (epochs >= 0) exp.train.epochs = static_cast<int>(epochs);
-    if (threads >= 0) exp.train.threads = static_cast<int>(threads);
-    if (eval_users >= 0) exp.train.eval_users = eval_users;
+    exp.train.epochs = args.count("--epochs", exp.train.epochs, 1);
+    exp.train.threads = args.count("--threads", exp.train.threads, 1, kMaxThreads);
+    exp.train.eval_users = args.count("--eval-users", exp.train.eval_users);
     if (quiet) exp.train.progress = false;
     exp.train.progress_bar = is_terminal(2);  // progress goes to stderr
     exp.train.checkpoint = checkpoint;

@@ -18,7 +18,7 @@
     "fofa score MODEL --history 3,17,42 --candidates 5,6,7 [--budget 0.5] [--json]",                            \
     "mask, pi and candidate logits for a history (model or device file)")                                       \
   X(export_device, "export-device",                                                                             \
-    "fofa export-device MODEL --history 3,17,42 --candidates 5,6,7 --budget 0.5 OUT",                           \
+    "fofa export-device MODEL --history 3,17,42 --candidates 5,6,7 --budget 0.5 OUT [--json]",                           \
     "write the device sub-model of one session")                                                                \
   X(random_model, "random-model",                                                                               \
     "fofa random-model OUT --items N [--seed S] [--d 64] [--heads 2] [--blocks 6] [--max-len 50] [--ffn 256] "  \
@@ -27,8 +27,8 @@
   X(to_safetensors, "to-safetensors", "fofa to-safetensors IN.fofa OUT.safetensors", "export every tensor (and the header, in __metadata__) as safetensors") \
   X(from_safetensors, "from-safetensors", "fofa from-safetensors IN.safetensors OUT.fofa [--config CONFIG.json]", "import safetensors (F32/F16/BF16/F64/I32/I64) into a validated .fofa")                                                    \
   X(train, "train", "fofa train DATA --config CONFIG.json --out MODEL.fofa [--resume] [--epochs N] [--threads N] [--json]", "train a model on an interaction file (SPEC 6)") \
-  X(eval, "eval", "fofa eval MODEL DATA [--json] [--budget B] [--users N] [--no-full] [--finetune-steps S --finetune-lr LR]", "HR/NDCG@5/10/20, sampled and full ranking (SPEC 7)") \
-  X(device_latency, "device-latency", "fofa device-latency MODEL DATA [--budget B] [--users N] [--repeat R] [--json]", "device request latency on real users' sub-models (SPEC 7)") \
+  X(eval, "eval", "fofa eval MODEL DATA [--json] [--budget B] [--users N (default 0: all)] [--threads N] [--no-full] [--finetune-steps S [--finetune-lr LR]]", "HR/NDCG@5/10/20, sampled and full ranking (SPEC 7)") \
+  X(device_latency, "device-latency", "fofa device-latency MODEL DATA [--budget B] [--users N (default 200; 0: all)] [--repeat R (1-1000000)] [--json]", "device request latency on real users' sub-models (SPEC 7)") \
   X(demo, "demo", "fofa demo [DATA] [--epochs N] [--threads N] [--budget B] [--lambda L] [--min-blocks 0|1] [--seed S]", "train a small Forward-OFA and simulate device sessions")
 
 namespace fofa::cli {
@@ -48,7 +48,9 @@ const Command kCommands[] = {FOFA_CLI_COMMANDS(FOFA_CLI_ENTRY)};
 #undef FOFA_CLI_ENTRY
 
 void print_help(std::ostream& os) {
-  os << "fofa — Forward-OFA on-device recommendation\n\nusage: fofa COMMAND [ARGS]\n\ncommands:\n";
+  os << "fofa — Forward-OFA on-device recommendation\n\nusage: fofa COMMAND [ARGS]\n"
+     << "options: --name VALUE or --name=VALUE; counts are decimal digits, budgets in (0, 1]; -- ends the options\n"
+     << "\ncommands:\n";
   for (const Command& c : kCommands) os << "  " << c.name << "\n      " << c.summary << "\n      " << c.usage << "\n";
 }
 }  // namespace fofa::cli
@@ -72,11 +74,13 @@ int main(int argc, char** argv) {
     return 2;
   }
   const std::vector<std::string> args(argv + 2, argv + argc);
-  for (const auto& a : args)
+  for (const auto& a : args) {
+    if (a == "--") break;  // what follows is positional
     if (a == "-h" || a == "--help") {
       std::cout << "usage: " << cmd->usage << "\n" << cmd->summary << "\n";
       return 0;
     }
+  }
   try {
     return cmd->run(args, std::cout);
   } catch (const UsageError& e) {

@@ -51,6 +51,7 @@ struct TrainerOptions {
   double budget_min = 0.2, budget_max = 1.0;
   double tau_start = 1.0, tau_end = 0.1;
   std::uint64_t seed = 1;
+  static constexpr int kMaxThreads = 256;
   int threads = 2;
   int reduce_threads = 0;  // workers for gradient reduction, clipping and Adam; 0: `threads`
   int patience = 3;                // epochs without a better validation NDCG@10
@@ -79,8 +80,9 @@ struct TrainerOptions {
                budget_max, "] must lie in (0, 1]");
     FOFA_CHECK(tau_start > 0 && tau_end > 0 && std::isfinite(tau_start) && std::isfinite(tau_end),
                "tau_start and tau_end must be > 0, got ", tau_start, " and ", tau_end);
-    FOFA_CHECK(threads >= 1 && threads <= 256, "threads must be in [1, 256], got ", threads);
-    FOFA_CHECK(reduce_threads >= 0 && reduce_threads <= 256, "reduce_threads must be in [0, 256], got ", reduce_threads);
+    FOFA_CHECK(threads >= 1 && threads <= kMaxThreads, "threads must be in [1, ", kMaxThreads, "], got ", threads);
+    FOFA_CHECK(reduce_threads >= 0 && reduce_threads <= kMaxThreads, "reduce_threads must be in [0, ", kMaxThreads,
+               "], got ", reduce_threads);
     FOFA_CHECK(patience >= 1, "patience must be >= 1, got ", patience);
     FOFA_CHECK(eval_budget > 0 && eval_budget <= 1, "eval_budget must be in (0, 1], got ", eval_budget);
     FOFA_CHECK(eval_users >= 0, "eval_users must be >= 0 (0: every user), got ", eval_users);
