@@ -80,7 +80,8 @@ expect_contains("${out}" "--repeat: 18446744073709551615 is out of range [1, 100
 run(2 out device-latency ${ML} ${D} --repeat 0)
 expect_contains("${out}" "--repeat: 0 is out of range [1, 1000000]")
 run(2 out eval ${ML} ${D} --finetune-lr 0.1)  # was ignored without --finetune-steps
-expect_contains("${out}" "--finetune-lr only applies with --finetune-steps 1 or more")
+expect_contains("${out}" "--finetune-lr only applies with --finetune-steps")
+run(0 out eval ${ML} ${D} --users 5 --no-full --finetune-steps 0 --finetune-lr 0.1)  # S = 0: a sweep's baseline
 run(2 out eval ${ML} ${D} --finetune-steps 1 --finetune-lr nan)
 expect_contains("${out}" "--finetune-lr: nan is not a finite number")
 run(1 out device-latency ${M} ${D})

@@ -44,9 +44,11 @@ int cmd_eval(const std::vector<std::string>& argv, std::ostream& out_stream) {
   opt.finetune.steps = args.count("--finetune-steps", 0, 0, 1000000);
   opt.finetune.negatives = args.count("--finetune-negatives", 1, 1, 1000000);
   opt.finetune.lr = args.number("--finetune-lr", opt.finetune.lr, kPositive);
-  if (opt.finetune.steps == 0)
+  // Without --finetune-steps they would be ignored; an explicit --finetune-steps 0 (the baseline of
+  // a sweep over S) may keep them.
+  if (!args.has("--finetune-steps"))
     for (const char* name : {"--finetune-lr", "--finetune-negatives"})
-      if (args.has(name)) throw UsageError(std::string(name) + " only applies with --finetune-steps 1 or more");
+      if (args.has(name)) throw UsageError(std::string(name) + " only applies with --finetune-steps");
   opt.finetune.validate();
   {
     using namespace fofa::train;
