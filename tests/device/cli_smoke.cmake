@@ -69,6 +69,21 @@ expect_contains("${out}" "--users must be at least 1")
 run(1 out device-latency ${M} ${D})
 expect_contains("${out}" "item ids up to 150 but the model knows 60")
 
+# Candidate lists: empty or with a repeated id is a usage error, and no device file is written.
+run(2 out score ${M} --history 3 --candidates=)
+expect_contains("${out}" "--candidates: empty candidate list")
+run(2 out score ${M} --history 3,17 --candidates 5,6,5,7)
+expect_contains("${out}" "--candidates: item 5 is listed more than once")
+run(2 out score ${DEV} --candidates 6,6)
+expect_contains("${out}" "item 6 is listed more than once")
+run(2 out export-device ${M} --history 3 --candidates= --budget 0.5 ${WORK}/no-candidates.fofa)
+expect_contains("${out}" "empty candidate list")
+run(2 out export-device ${M} --history 3 --candidates 9,8,9 --budget 0.5 ${WORK}/no-candidates.fofa)
+expect_contains("${out}" "item 9 is listed more than once")
+if(EXISTS ${WORK}/no-candidates.fofa)
+  message(FATAL_ERROR "export-device wrote a file for a refused candidate list")
+endif()
+
 # Usage errors exit with 2, data errors with 1, and name the problem.
 run(2 out)
 run(2 out frobnicate)

@@ -1,8 +1,9 @@
 // tools/cli/cli.hpp — what every `fofa` subcommand shares: the command signature, argument
 // parsing with usage errors (exit code 2) kept apart from fofa::Error (exit code 1), id lists
-// and budgets parsed strictly, and small printing helpers.
+// (candidate lists: non-empty, no duplicates) and budgets parsed strictly, and small printing helpers.
 #pragma once
 
+#include <algorithm>
 #include <cerrno>
 #include <climits>
 #include <cmath>
@@ -120,6 +121,20 @@ inline std::vector<std::int32_t> parse_ids(const std::string& s, const char* opt
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
+  return ids;
+}
+
+// A --candidates list: at least one id, each id once. The library would rank an empty list as
+// an empty ranking and a repeated id once per occurrence (its documented API rules), which on
+// the command line is a typo, so both are usage errors here.
+inline std::vector<std::int32_t> parse_candidates(const std::string& s, const char* option) {
+  std::vector<std::int32_t> ids = parse_ids(s, option);
+  if (ids.empty()) throw UsageError(std::string(option) + ": empty candidate list (expected e.g. 5,6,7)");
+  std::vector<std::int32_t> sorted = ids;
+  std::sort(sorted.begin(), sorted.end());
+  const auto dup = std::adjacent_find(sorted.begin(), sorted.end());
+  if (dup != sorted.end())
+    throw UsageError(std::string(option) + ": item " + std::to_string(*dup) + " is listed more than once");
   return ids;
 }
 

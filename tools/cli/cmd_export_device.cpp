@@ -10,7 +10,7 @@ int cmd_export_device(const std::vector<std::string>& args, std::ostream& out) {
   const Args a(args, {"--history", "--candidates", "--budget"}, {"--json"});
   a.expect_positional(2, "MODEL and OUT");
   const std::vector<std::int32_t> history = parse_ids(a.get("--history"), "--history");
-  const std::vector<std::int32_t> candidates = parse_ids(a.get("--candidates"), "--candidates");
+  const std::vector<std::int32_t> candidates = parse_candidates(a.get("--candidates"), "--candidates");
   const float budget = parse_number(a.get("--budget"), "--budget");
   io::LoadedModel lm = io::load_model(a.positional()[0]);
   const ForwardOfa model(lm.config, std::move(lm.weights));
