@@ -87,6 +87,46 @@ expect_contains("${out}" "--finetune-lr: nan is not a finite number")
 run(1 out device-latency ${M} ${D})
 expect_contains("${out}" "item ids up to 150 but the model knows 60")
 
+# Finite weights that overflow float (final_ln at 3e38): exit 1 naming the cause, never an inf or
+# NaN result printed with exit 0, and export-device writes no file the device could not score.
+if(PYTHON)
+  run(0 out to-safetensors ${ML} ${WORK}/latency.safetensors)
+  execute_process(COMMAND ${PYTHON} ${CMAKE_CURRENT_LIST_DIR}/extreme_weights.py ${WORK}/latency.safetensors
+                          ${WORK}/extreme.safetensors final_ln.weight final_ln.bias RESULT_VARIABLE rc)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "extreme_weights.py failed: ${rc}")
+  endif()
+  set(MX ${WORK}/extreme.fofa)
+  run(0 out from-safetensors ${WORK}/extreme.safetensors ${MX})
+  run(1 out score ${MX} --history 3,17,42 --candidates 5,6,7)
+  expect_contains("${out}" "non-finite user state")
+  expect_contains("${out}" "weights overflow float")
+  run(1 out score ${MX} --history 3,17,42 --candidates 5,6,7 --json)
+  run(1 out export-device ${MX} --history 3,17,42 --candidates 5,6,7 --budget 1 ${WORK}/extreme-device.fofa)
+  expect_contains("${out}" "non-finite user state")
+  if(EXISTS ${WORK}/extreme-device.fofa)
+    message(FATAL_ERROR "export-device wrote a device file for a non-finite user state")
+  endif()
+  run(1 out eval ${MX} ${D} --no-full)
+  expect_contains("${out}" "evaluation of user 0 ")
+  expect_contains("${out}" "non-finite score")
+endif()
+
+# Candidate lists: an empty one is a usage error and no device file is written; a repeated id is
+# ranked once per occurrence (the library's rule), so both copies appear with the same logit.
+run(2 out score ${M} --history 3 --candidates=)
+expect_contains("${out}" "--candidates: empty candidate list")
+run(0 out score ${M} --history 3,17 --candidates 5,6,5,7 --json)
+string(JSON n LENGTH "${out}" ranking)
+if(NOT n EQUAL 4)
+  message(FATAL_ERROR "a repeated candidate was not ranked once per occurrence:\n${out}")
+endif()
+run(2 out export-device ${M} --history 3 --candidates= --budget 0.5 ${WORK}/no-candidates.fofa)
+expect_contains("${out}" "empty candidate list")
+if(EXISTS ${WORK}/no-candidates.fofa)
+  message(FATAL_ERROR "export-device wrote a file for a refused candidate list")
+endif()
+
 # Usage errors exit with 2, data errors with 1, and name the problem.
 run(2 out)
 run(2 out frobnicate)

@@ -2,7 +2,9 @@
 // from scratch, file contents and size, and refusal of bad files and bad ids.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <vector>
 
@@ -193,6 +195,52 @@ TEST_CASE("export_device refuses bad input") {
   wrong = plan;
   wrong.budget = 0.0f;
   CHECK_THROWS_WITH_AS(device_bytes(model, wrong, history, candidates), doctest::Contains("budget"), Error);
+  // A device file ranks at least one candidate.
+  CHECK_THROWS_WITH_AS(device_bytes(model, plan, history, {}), doctest::Contains("empty candidate list"), Error);
+}
+
+// Finite weights that overflow float in the forward pass: the device refuses the non-finite user
+// state or score, and export_device refuses (before writing) a session the device would refuse.
+TEST_CASE("weights that overflow float: the device and export_device refuse non-finite results") {
+  const ModelConfig cfg = tiny_config();
+  const ModelWeights base = random_weights(cfg, 9, {.mapper_scale = 0.05f, .controller_head_bias = 4.0f});
+  const ForwardOfa model(cfg, base);
+  const std::vector<std::int32_t> history = {3, 4, 5}, candidates = {10, 11};
+  const DevicePlan plan = model.adapt(history, 1.0f);
+  const auto good = device_bytes(model, plan, history, candidates);
+  const std::vector<float> u = [&] {
+    DeviceSession s(device_from_bytes(good));
+    return std::vector<float>(s.user_state().begin(), s.user_state().end());
+  }();
+  // E[10] = 3e38 * sign(u): the logit of 10 is +inf (not NaN), the user state stays finite.
+  std::vector<float> row10(u.size()), big(u.size(), 3e38f);
+  for (std::size_t i = 0; i < u.size(); ++i) row10[i] = std::copysign(3e38f, u[i]);
+
+  // A device file with that row (patched in place, CRC fixed up) loads, then refuses to rank.
+  const io::FofaFile f = io::FofaFile::load_from_memory({good.data(), good.size()});
+  auto patched = [&](std::vector<std::byte> b, const char* tensor, index_t row, const std::vector<float>& v) {
+    std::memcpy(b.data() + f.header_bytes() + f.find(tensor)->offset + row * 4 * u.size(), v.data(), 4 * v.size());
+    io::detail::store_u32(b.data() + 32, io::crc32(b.data() + 40, b.size() - 40));
+    return b;
+  };
+  DeviceSession s(device_from_bytes(patched(good, "items.emb", device_from_bytes(good).row_of(10), row10)));
+  CHECK_THROWS_WITH_AS(s.rerank(), doctest::Contains("device: non-finite score inf of candidate 10"), Error);
+  const std::vector<std::int32_t> only11 = {11};
+  CHECK(s.rerank(only11).scores.size() == 1);
+  // An extreme final LayerNorm: the user state overflows when the session starts.
+  const auto ln = patched(patched(good, "final_ln.weight", 0, big), "final_ln.bias", 0, big);
+  CHECK_THROWS_WITH_AS(DeviceSession(device_from_bytes(ln)), doctest::Contains("device: non-finite user state"),
+                       Error);
+
+  // The same row in the cloud model: export_device refuses and leaves no file behind.
+  ModelWeights w = base;
+  std::copy(row10.begin(), row10.end(), w.get_mut("item_emb.weight").data() + 10 * cfg.d);
+  const ForwardOfa cloud(cfg, std::move(w));
+  const fs::path path = temp_path("overflow.fofa");
+  CHECK_THROWS_WITH_AS(io::export_device(cloud, cloud.adapt(history, 1.0f), history, candidates, path),
+                       doctest::Contains("non-finite score inf of candidate 10"), Error);
+  CHECK_FALSE(fs::exists(path));
+  CHECK_NOTHROW(device_bytes(cloud, cloud.adapt(history, 1.0f), history, only11));
 }
 
 TEST_CASE("device file at the SPEC default: only the SPEC tensors, header < 4 KB, size printed") {

@@ -2,6 +2,7 @@
 // and config validation, seeded init, and the workspace contract.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 #include <thread>
@@ -81,6 +82,49 @@ TEST_CASE("duplicate candidates are scored independently and keep their order on
   CHECK(fives == std::vector<index_t>{0, 2, 4});
   for (std::size_t i = 0; i + 1 < r.order.size(); ++i)
     CHECK(r.scores[static_cast<std::size_t>(r.order[i])] >= r.scores[static_cast<std::size_t>(r.order[i + 1])]);
+}
+
+// Finite weights near the float limit pass the weight checks but overflow in the forward pass:
+// every result that would be inf or NaN is an error naming what overflowed instead.
+TEST_CASE("weights that overflow float give an error, not inf or NaN results") {
+  const ModelConfig c = small_config();
+  const ModelWeights base = random_weights(c, 7);
+  auto with = [&](const ModelConfig& cfg, auto edit) {
+    ModelWeights w = random_weights(cfg, 7);
+    edit(w);
+    return ForwardOfa(cfg, std::move(w));
+  };
+  auto row7_extreme = [d = c.d](ModelWeights& w) {
+    std::fill_n(w.get_mut("item_emb.weight").data() + 7 * d, d, 3e38f);  // finite, so the model loads
+  };
+  const auto h = ids({1, 2, 3});
+
+  // An extreme candidate row: its logit overflows; other candidates score exactly as before.
+  const ForwardOfa row7 = with(c, row7_extreme);
+  CHECK(row7.score(h, ids({4, 5, 6}), 1.0f) == ForwardOfa(c, base).score(h, ids({4, 5, 6}), 1.0f));
+  CHECK_THROWS_WITH_AS(row7.score(h, ids({4, 7, 6}), 1.0f), doctest::Contains("of candidate 7 (position 1)"), Error);
+  CHECK_THROWS_WITH_AS(row7.score(h, ids({4, 7, 6}), 1.0f), doctest::Contains("weights overflow float"), Error);
+  CHECK_THROWS_AS(row7.rerank(h, ids({7}), 0.5f), Error);
+
+  // An extreme final LayerNorm: the user state overflows.
+  const ForwardOfa ln = with(c, [](ModelWeights& w) {
+    w.get_mut("final_ln.weight").fill(3e38f);
+    w.get_mut("final_ln.bias").fill(3e38f);
+  });
+  CHECK_THROWS_WITH_AS(ln.score(h, ids({4}), 1.0f), doctest::Contains("non-finite user state"), Error);
+  CHECK_THROWS_AS(ln.rerank(h, ids({4, 5}), 1.0f), Error);
+
+  // An extreme history row: the controller's pi, else the mapper's code, else the user state.
+  const auto h7 = ids({1, 7});
+  CHECK_THROWS_WITH_AS(row7.adapt(h7, 1.0f), doctest::Contains("non-finite controller pi"), Error);
+  ModelConfig duet = c;
+  duet.controller.enabled = false;
+  CHECK_THROWS_WITH_AS(with(duet, row7_extreme).adapt(h7, 1.0f), doctest::Contains("non-finite mapper code"), Error);
+  ModelConfig plain = duet;
+  plain.mapper.mode = MapperMode::off;
+  const ForwardOfa plain7 = with(plain, row7_extreme);
+  CHECK_THROWS_WITH_AS(plain7.score(h7, ids({4}), 1.0f), doctest::Contains("non-finite user state"), Error);
+  CHECK_THROWS_AS(plain7.score(h7, ids({4}), plain7.static_plan()), Error);
 }
 
 TEST_CASE("budget must be a number in (0, 1]") {

@@ -1,7 +1,7 @@
 // On-device fine-tuning (SPEC 8, train/finetune.hpp): S = 0 is exactly the static evaluation, the
 // SGD update is the finite-difference gradient of the user's own loss over the block and LayerNorm
 // tensors only, fine-tuning lowers that loss, the shared model is untouched, threads do not change
-// results, and bad options raise fofa::Error.
+// results, and bad options raise fofa::Error; evaluation refuses non-finite scores.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -172,4 +172,24 @@ TEST_CASE("bad fine-tuning options raise fofa::Error") {
   fo.init(1);
   CHECK_THROWS_WITH_AS(evaluate(fo, data(), with({.steps = 1})), doctest::Contains("static models"), Error);
   CHECK_NOTHROW(evaluate(fo, data(), with({.steps = 0})));
+}
+
+// Finite weights that overflow float: every score is +inf, which ranked as a silent HR of 0.
+TEST_CASE("evaluation refuses non-finite scores, naming the user and the candidate") {
+  TrainableModel<float> m(test::small_static_config(200));
+  m.init(3);
+  ModelWeights w = m.weights();
+  w.get_mut("final_ln.weight").fill(0.0f);  // u = final_ln.bias = 1e37 in every dimension
+  w.get_mut("final_ln.bias").fill(1e37f);
+  w.get_mut("item_emb.weight").fill(3.0f);  // every logit 16 * 3 * 1e37 = +inf
+  m.load(w);
+  std::size_t first = 0;
+  while (!data().users[first].evaluated()) ++first;
+  const std::string user = "evaluation of user " + std::to_string(first) + " ";
+  for (bool full : {false, true}) {
+    CAPTURE(full);
+    const EvalOptions o{.split = EvalSplit::test, .full_ranking = full, .threads = 1};
+    CHECK_THROWS_WITH_AS(evaluate(m, data(), o), doctest::Contains(user.c_str()), Error);
+    CHECK_THROWS_WITH_AS(evaluate(m, data(), o), doctest::Contains("non-finite score inf of candidate"), Error);
+  }
 }

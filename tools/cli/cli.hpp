@@ -1,8 +1,9 @@
 // tools/cli/cli.hpp — what every `fofa` subcommand shares: the command signature, argument
 // parsing with usage errors (exit code 2) kept apart from fofa::Error (exit code 1), id lists
-// and budgets parsed strictly, and small printing helpers.
+// (candidate lists: non-empty, no duplicates) and budgets parsed strictly, and small printing helpers.
 #pragma once
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <concepts>
@@ -89,6 +90,15 @@ inline std::vector<std::int32_t> parse_ids(const std::string& s, const std::stri
     if (comma == std::string::npos) break;
     pos = comma + 1;
   }
+  return ids;
+}
+
+// A --candidates list: at least one id (an empty list on the command line is a mistake; the
+// library would return an empty ranking). A repeated id is ranked once per occurrence, the
+// library's documented rule, as candidate lists from a retrieval stage may repeat items.
+inline std::vector<std::int32_t> parse_candidates(const std::string& s, const std::string& option) {
+  std::vector<std::int32_t> ids = parse_ids(s, option);
+  if (ids.empty()) throw UsageError(option + ": empty candidate list (expected e.g. 5,6,7)");
   return ids;
 }
 

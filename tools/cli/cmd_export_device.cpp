@@ -11,7 +11,7 @@ int cmd_export_device(const std::vector<std::string>& args, std::ostream& out) {
   a.expect_positional(2, "MODEL and OUT");
   io::check_writable(a.positional()[1], {a.positional()[0]});
   const std::vector<std::int32_t> history = parse_ids(a.get("--history"), "--history");
-  const std::vector<std::int32_t> candidates = parse_ids(a.get("--candidates"), "--candidates");
+  const std::vector<std::int32_t> candidates = parse_candidates(a.get("--candidates"), "--candidates");
   const float budget = parse_number<float>(a.get("--budget"), "--budget", kBudget);
   io::LoadedModel lm = io::load_model(a.positional()[0]);
   const ForwardOfa model(lm.config, std::move(lm.weights));

@@ -64,7 +64,7 @@ int cmd_score(const std::vector<std::string>& args, std::ostream& out) {
     const DeviceModel dm = io::device_from_file(f);
     DeviceSession s(dm);
     if (a.has("--history")) s.reset(parse_ids(a.get("--history"), "--history"));
-    r.candidates = a.has("--candidates") ? parse_ids(a.get("--candidates"), "--candidates")
+    r.candidates = a.has("--candidates") ? parse_candidates(a.get("--candidates"), "--candidates")
                                          : std::vector<std::int32_t>(dm.candidates().begin(), dm.candidates().end());
     const RankingView rv = s.rerank(r.candidates);
     r.logits.assign(rv.scores.begin(), rv.scores.end());
@@ -78,7 +78,7 @@ int cmd_score(const std::vector<std::string>& args, std::ostream& out) {
     r.full_flops = cfg.full_flops();
   } else {
     r.history = parse_ids(a.get("--history"), "--history");
-    r.candidates = parse_ids(a.get("--candidates"), "--candidates");
+    r.candidates = parse_candidates(a.get("--candidates"), "--candidates");
     r.budget = a.number("--budget", 1.0f, kBudget);
     io::LoadedModel lm = io::model_from_file(f);
     const ForwardOfa model(lm.config, std::move(lm.weights));

@@ -40,6 +40,10 @@ inline nlohmann::json device_layout_json(const ModelConfig& cfg) {
 
 // The .fofa image of the device sub-model for `plan` (from model.adapt or static_plan), the
 // session `history` (its newest max_len items are kept) and the cloud's `candidates`.
+// Refused (fofa::Error, nothing written): an empty history or candidate list (a device file
+// ranks at least one candidate), bad ids or plan, and a session the device could not score:
+// the plan's user state and the candidates' logits are computed here and must be finite.
+// Duplicate candidates are kept as given (the device scores them independently).
 template <class D, class F>
 FofaWriter device_writer(const ForwardOfaT<D, F>& model, const DevicePlan& plan, std::span<const std::int32_t> history,
                          std::span<const std::int32_t> candidates,
@@ -49,6 +53,7 @@ FofaWriter device_writer(const ForwardOfaT<D, F>& model, const DevicePlan& plan,
   FOFA_CHECK(!history.empty(), "export_device: empty history: SASRec needs at least one item");
   model.backbone().check_items(history, "history");
   model.backbone().check_items(candidates, "candidate");
+  FOFA_CHECK(!candidates.empty(), "export_device: empty candidate list: a device file ranks at least one candidate");
   check_budget(plan.budget);
   FOFA_CHECK(static_cast<index_t>(plan.mask.size()) == L, "export_device: plan mask has ", plan.mask.size(),
              " entries for ", L, " blocks");
@@ -105,6 +110,7 @@ FofaWriter device_writer(const ForwardOfaT<D, F>& model, const DevicePlan& plan,
   FOFA_CHECK(next == plan.ffn.size(), "export_device: plan has ", plan.ffn.size(), " FFN entries for ", next,
              " kept blocks");
   FOFA_CHECK(next > 0 || cfg.controller.min_blocks == 0, "export_device: the plan keeps no block");
+  model.score(history, candidates, plan);  // throws on a non-finite user state or logit, as the device would
 
   w.add("items.ids", item_ids).add("items.emb", item_emb);
   w.add("session.history", Tensor<std::int32_t>::from(

@@ -15,7 +15,8 @@
 //     thread its own DeviceSession. A session keeps the model's storage alive.
 //   - rerank(): every candidate must be one of the file's candidates, else fofa::Error naming the
 //     id; an empty list gives an empty ranking; duplicates are scored independently; equal scores
-//     keep the given order. The returned views are valid until the session's next call.
+//     keep the given order; a non-finite score is an error naming the candidate (as is a non-finite
+//     user state in reset/push). The returned views are valid until the session's next call.
 //   - push(item): the item must have an embedding row in the file (a candidate or a history item).
 //     With positions "start" and padding "none", while the window holds < max_len items only the new
 //     row is computed (K/V of earlier rows are cached per kept block). When the window is full, the
@@ -373,9 +374,9 @@ class DeviceSessionT {
     for (std::size_t j = 0; j < c; ++j) {
       const index_t r = model_.row_of(candidates[j]);
       k.dot_rows(1, d, u_.data(), im.item_emb.data() + r * d, d, &scores_[j]);
-      FOFA_CHECK(!std::isnan(scores_[j]), "device: score of candidate ", candidates[j], " is NaN");
       order_[j] = static_cast<index_t>(j);
     }
+    check_finite_scores(scores_, candidates, "device: ");
     // Highest score first; equal scores keep the given order (a strict total order: no allocation).
     std::sort(order_.begin(), order_.end(), [&](index_t a, index_t b) {
       const float sa = scores_[static_cast<std::size_t>(a)], sb = scores_[static_cast<std::size_t>(b)];
@@ -436,7 +437,7 @@ class DeviceSessionT {
     last_rows_ = R;
   }
 
-  // u = LNf(newest row); a non-finite state would rank garbage, so it is an error.
+  // u = LNf(newest row); a non-finite state would rank garbage, so it is an error (plan.hpp).
   void finish(const float* row) {
     const auto& im = model_.impl();
     const index_t d = im.cfg.d;
@@ -444,7 +445,7 @@ class DeviceSessionT {
       im.final_ln.forward(1, row, d, u_.data(), d);
     else
       std::memcpy(u_.data(), row, static_cast<std::size_t>(d) * sizeof(float));
-    for (index_t i = 0; i < d; ++i) FOFA_CHECK(std::isfinite(u_[i]), "device: non-finite user state");
+    check_finite(user_state(), "user state", "device: ");
   }
 
   Model model_;

@@ -14,7 +14,10 @@
 //   - an empty history is an error ("empty history"): SASRec has no user state without one;
 //   - an empty candidate list gives an empty result; duplicate candidates are scored
 //     independently (equal scores, the earlier one ranks first);
-//   - budget must be a number in (0, 1]: NaN, <= 0 or > 1 is an error.
+//   - budget must be a number in (0, 1]: NaN, <= 0 or > 1 is an error;
+//   - results are finite or an error: finite weights that overflow float (e.g. +-3e38 in
+//     final_ln.weight or an item_emb row) make adapt() throw on a non-finite pi or mapper code and
+//     score()/rerank() throw on a non-finite user state or logit, naming the candidate (plan.hpp).
 // A ForwardOfa is immutable after construction; const methods may run concurrently, each
 // thread with its own Workspace.
 #pragma once
@@ -93,6 +96,7 @@ class ForwardOfaT {
     plan.pi.assign(static_cast<std::size_t>(L), 1.0f);
     if (cfg_.controller.enabled) {
       controller_.distribution(x0, t, d, budget, plan.pi.data(), ws);
+      check_finite(plan.pi, "controller pi (per block)");
       plan.mask = select_blocks(plan.pi, cost_, static_cast<double>(budget), cfg_.controller.min_blocks);
     } else {
       plan.mask.assign(static_cast<std::size_t>(L), 1);
@@ -101,6 +105,7 @@ class ForwardOfaT {
     if (cfg_.mapper_on()) {
       q.resize(static_cast<std::size_t>(cfg_.mapper_code()));
       mapper_.code(x0, t, d, plan.mask, q.data(), ws);
+      check_finite(q, "mapper code");
     }
     for (index_t k = 0; k < L; ++k) {
       if (!plan.mask[static_cast<std::size_t>(k)]) continue;
@@ -192,7 +197,9 @@ class ForwardOfaT {
     const std::size_t mark = ws.used();
     float* u = ws.take<float>(cfg_.d);
     backbone_.user_state(window, plan.mask_, plan.ffn_, u, ws);
+    check_finite({u, static_cast<std::size_t>(cfg_.d)}, "user state");
     backbone_.score(u, candidates, out);
+    check_finite_scores(out, candidates);
     ws.rewind(mark);
   }
 

@@ -86,6 +86,32 @@ inline void check_budget(double budget) {
   FOFA_CHECK(std::isfinite(budget) && budget > 0.0 && budget <= 1.0, "budget must be in (0, 1], got ", budget);
 }
 
+// Finite weights can still overflow float on the way to a result (say +-3e38 in final_ln.weight
+// or in an item_emb row): the user state or a logit becomes inf or NaN. Every scoring path (cloud,
+// device, evaluation) refuses such a result with these checks, one pass over the values computed;
+// finite results are untouched. `context...` prefixes the message (e.g. "device: ").
+inline constexpr const char* kOverflowCause =
+    "finite weights overflow float in the forward pass (look for extreme values, e.g. in item_emb or final_ln)";
+
+// Throws unless every element of `values` (a user state, the controller's pi) is finite.
+template <class... Context>
+void check_finite(std::span<const float> values, const char* what, const Context&... context) {
+  for (std::size_t i = 0; i < values.size(); ++i)
+    FOFA_CHECK(std::isfinite(values[i]), context..., "non-finite ", what, ": element ", i, " is ", values[i], "; ",
+               kOverflowCause);
+}
+
+// Throws naming the first candidate (id and position) whose score is not finite.
+template <class... Context>
+void check_finite_scores(std::span<const float> scores, std::span<const std::int32_t> candidates,
+                         const Context&... context) {
+  FOFA_CHECK(scores.size() == candidates.size(), context..., scores.size(), " scores for ", candidates.size(),
+             " candidates");
+  for (std::size_t j = 0; j < scores.size(); ++j)
+    FOFA_CHECK(std::isfinite(scores[j]), context..., "non-finite score ", scores[j], " of candidate ", candidates[j],
+               " (position ", j, "); ", kOverflowCause);
+}
+
 // Candidate positions by score, highest first; equal scores keep the given order.
 inline std::vector<index_t> rank_descending(std::span<const float> scores) {
   std::vector<index_t> order(scores.size());

@@ -10,11 +10,12 @@
 // finetune.steps > 0: SPEC 8 on-device fine-tuning (finetune.hpp): every evaluated user is scored
 // by a private copy of the static model after that many SGD steps on the user's own history (the
 // items before the evaluated one); the shared model is not modified. steps = 0 is plain evaluation.
+// A non-finite score (finite weights that overflow float) is an error naming the user and the
+// candidate (model/plan.hpp check_finite_scores), never a ranking of infinities or NaNs.
 #pragma once
 
 #include <algorithm>
 #include <exception>
-#include <mutex>
 #include <optional>
 #include <thread>
 #include <vector>
@@ -105,6 +106,7 @@ EvalResult evaluate(const TrainableModel<T>& model, const SplitData& data, const
       if (ft) per[i].finetune_steps = ft->run(history, opt.seed, finetune_stream(u));
       const auto scores = ft ? ft->scores(history, cands, opt.budget, &mask)
                              : model.forward_scores(tape, history, cands, opt.budget, &mask);
+      check_finite_scores(scores, cands, "evaluation of user ", u, " (0-based, in data file order): ");
       per[i].rank = rank_of_positive(scores);
       per[i].mask = mask;
       per[i].kept = static_cast<int>(std::count(mask.begin(), mask.end(), 1));
@@ -113,6 +115,7 @@ EvalResult evaluate(const TrainableModel<T>& model, const SplitData& data, const
         std::vector<float> all(1, 0.0f);
         const auto s_all = ft ? ft->scores(history, all_items, opt.budget)
                               : model.forward_scores(tape, history, all_items, opt.budget);
+        check_finite_scores(s_all, all_items, "evaluation of user ", u, " (0-based, in data file order): ");
         all.insert(all.end(), s_all.begin(), s_all.end());
         per[i].full_rank = rank_full(all, positive, data.history_sorted[u]);
         tape.reset();
@@ -122,25 +125,21 @@ EvalResult evaluate(const TrainableModel<T>& model, const SplitData& data, const
   const std::size_t nt = std::min<std::size_t>(static_cast<std::size_t>(opt.threads), std::max<std::size_t>(users.size(), 1));
   std::vector<std::thread> pool;
   const std::size_t chunk = (users.size() + nt - 1) / nt;
-  std::exception_ptr failure;
-  std::mutex failure_mutex;
-  for (std::size_t t = 1; t < nt; ++t)
-    pool.emplace_back([&, t] {
-      try {
-        work(std::min(users.size(), t * chunk), std::min(users.size(), (t + 1) * chunk));
-      } catch (...) {
-        std::lock_guard lock(failure_mutex);
-        failure = std::current_exception();
-      }
-    });
-  try {
-    work(0, std::min(users.size(), chunk));
-  } catch (...) {
-    std::lock_guard lock(failure_mutex);
-    failure = std::current_exception();
-  }
+  // One slot per thread: the error reported is that of the lowest failing user's chunk, whatever
+  // the timing, so an error message does not depend on the thread count either.
+  std::vector<std::exception_ptr> failures(nt);
+  auto run_chunk = [&](std::size_t t) {
+    try {
+      work(std::min(users.size(), t * chunk), std::min(users.size(), (t + 1) * chunk));
+    } catch (...) {
+      failures[t] = std::current_exception();
+    }
+  };
+  for (std::size_t t = 1; t < nt; ++t) pool.emplace_back(run_chunk, t);
+  run_chunk(0);
   for (auto& th : pool) th.join();
-  if (failure) std::rethrow_exception(failure);
+  for (const std::exception_ptr& f : failures)
+    if (f) std::rethrow_exception(f);
 
   EvalResult r;
   r.users = static_cast<std::int64_t>(users.size());
