@@ -111,6 +111,11 @@ TEST_CASE("sampled negatives avoid history, are distinct, and are seeded") {
   CHECK(nc.size() == 7);
   Rng d(1);
   CHECK_THROWS_AS(sample_negatives(hist, 10, 8, d), fofa::Error);  // only 7 exist
+  // Evaluation candidates name the user whose history leaves too few items.
+  const SplitData s = split_leave_one_out(parse_interactions("1 1 2 3 4 5\n2 1 2 3 4 5 6 7 8 9\n", "s.txt"));
+  CHECK(sampled_candidates(s, 0, 5, 1, 4).size() == 5);
+  CHECK_THROWS_WITH_AS(sampled_candidates(s, 1, 9, 1, 4), doctest::Contains("(user 1, 0-based in data file order)"),
+                       fofa::Error);
 }
 
 TEST_CASE("real data sets load when present") {

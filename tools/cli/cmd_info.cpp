@@ -73,7 +73,7 @@ int cmd_info(const std::vector<std::string>& args, std::ostream& out) {
   }
   const ModelConfig cfg = io::config_from_json(f.config());
   out << path << ": fofa " << f.kind() << " file (format " << io::kFofaVersion << "), "
-      << human_bytes(static_cast<double>(f.file_bytes())) << ", header " << f.header_bytes() << " bytes, "
+      << human_bytes(static_cast<double>(f.file_bytes())) << ", header " << f.header_bytes() << " bytes (preamble + JSON), "
       << f.tensors().size() << " tensors, " << j["parameters"].get<index_t>() << " parameters\n";
   out << "config: items " << cfg.items << ", d " << cfg.d << ", heads " << cfg.heads << ", blocks " << cfg.blocks
       << ", max_len " << cfg.max_len << ", ffn " << cfg.ffn << ", " << to_string(cfg.activation) << ", norm "

@@ -14,6 +14,7 @@
 #include <cmath>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "fofa/core/error.hpp"
@@ -80,7 +81,12 @@ inline std::vector<item_t> sampled_candidates(const SplitData& data, std::size_t
                                               std::uint64_t seed, int negatives = 100) {
   Rng rng(seed, user);
   std::vector<item_t> c{positive};
-  auto neg = sample_negatives(data.history_sorted[user], data.items, negatives, rng);
+  std::vector<item_t> neg;
+  try {
+    neg = sample_negatives(data.history_sorted[user], data.items, negatives, rng);
+  } catch (const Error& e) {  // name the user: the data set is fine for most of them
+    throw Error(std::string(e.what()) + " (user " + std::to_string(user) + ", 0-based in data file order)");
+  }
   c.insert(c.end(), neg.begin(), neg.end());
   return c;
 }
