@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <unistd.h>
 
@@ -193,6 +194,17 @@ TEST_CASE("refusals: malicious pickle, missing --heads, wrong preset, legacy fil
   CHECK(r.code == 1);
   CHECK(r.err.find("unknown preset 'nope'") != std::string::npos);
   CHECK(run_convert({"--heads", "x", "a", "b"}).code == 2);
+  for (const char* bad : {" 2", "+2", "-2", "0x2"}) CHECK(run_convert({"--preset", "fofa", "--heads", bad, "a", "b"}).code == 2);
+  {  // a mapping file given as OUT is an input too: refused, and left as it was
+    const std::string map = (dir.path / "map.json").string();
+    std::ofstream(map) << "{}";
+    r = run_convert({"--preset", map, "--heads", "2", data_path("convert_pmixer.pt"), map});
+    CHECK(r.code == 1);
+    CHECK(r.err.find("is the same file as the input") != std::string::npos);
+    std::ifstream in(map);
+    CHECK(std::string((std::istreambuf_iterator<char>(in)), {}) == "{}");
+    fs::remove(map);
+  }
   CHECK(run_convert({"--preset", "fofa", "only-one-file"}).code == 2);
   CHECK(run_convert({"--bogus"}).code == 2);
   r = run_convert({"--preset", "fofa", "--heads", "1", "--heads", "2", "a", "b"});  // was: the last one won

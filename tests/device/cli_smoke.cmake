@@ -202,6 +202,13 @@ if(NOT m_hash STREQUAL m_hash_after)
 endif()
 run(1 out export-device ${M} --history 3 --candidates 5 --budget 0.5 ${WORK})
 expect_contains("${out}" "is a directory")
+# /dev/stdout as the output: the model goes to stdout (here a file), the report to stderr.
+execute_process(COMMAND ${FOFA} random-model /dev/stdout --items 50 OUTPUT_FILE ${WORK}/stdout.fofa
+                ERROR_VARIABLE err RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0 OR NOT err MATCHES "wrote /dev/stdout")
+  message(FATAL_ERROR "random-model /dev/stdout: exit ${rc}, stderr: ${err}")
+endif()
+run(0 out info ${WORK}/stdout.fofa)  # a whole, valid model: no report text inside it
 # A directory given as an input is named as such.
 run(1 out eval ${M} ${WORK})
 expect_contains("${out}" "is a directory, not a data file")

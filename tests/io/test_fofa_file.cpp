@@ -174,6 +174,17 @@ TEST_CASE("writers go through a symbolic link and into a FIFO, never replacing e
   CHECK(got[2] == 3);
   ::close(rd);
   CHECK_NOTHROW(check_writable(fifo));
+  // A dangling link is written through too: its target is created, the link stays.
+  fs::create_symlink("sub/../created.fofa", dir / "dangling.fofa");
+  fs::create_directories(dir / "sub");
+  sample_writer().write(dir / "dangling.fofa");
+  CHECK(fs::is_symlink(dir / "dangling.fofa"));
+  check_sample(FofaFile::read(dir / "created.fofa"));
+  CHECK(is_stdout("/dev/stdout"));
+  CHECK_FALSE(is_stdout(dir / "created.fofa"));
+  // Names of files not created yet are compared as normalised absolute paths.
+  CHECK(same_file(dir / "new.fofa", dir / "sub" / ".." / "new.fofa"));
+  CHECK_FALSE(same_file(dir / "new.fofa", dir / "new2.fofa"));
   CHECK_THROWS_WITH_AS(write_file_atomic("", bytes), doctest::Contains("output file name is empty"), Error);
   CHECK_THROWS_WITH_AS(check_writable(""), doctest::Contains("output file name is empty"), Error);
   CHECK_THROWS_WITH_AS(write_file_atomic(dir, bytes), doctest::Contains("is a directory"), Error);

@@ -181,6 +181,10 @@ TEST_CASE("resume rejects a corrupt checkpoint, one of another configuration or 
                          fofa::Error);
     Trainer same(small_config(400), data, small_options());
     CHECK_NOTHROW(same.resume(ckpt));
+    TrainerOptions reseeded = small_options();
+    reseeded.seed = 99;
+    Trainer other_seed(small_config(400), data, reseeded);
+    CHECK_THROWS_WITH_AS(other_seed.resume(ckpt), doctest::Contains("checkpoint was trained with seed 1"), fofa::Error);
   }
   {
     std::fstream f(ckpt, std::ios::in | std::ios::out | std::ios::binary);

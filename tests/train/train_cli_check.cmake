@@ -53,6 +53,12 @@ expect_contains("${out}" "resumed from ${WORK}/r.fofa.ckpt after epoch 1")
 expect_contains("${out}" "epoch 2/2")
 run(0 out info ${WORK}/r.fofa.ckpt)  # a checkpoint is described as one (it failed as a model with extra tensors)
 expect_contains("${out}" "training checkpoint after epoch 2 (best epoch")
+run(0 out train ${D} --config ${WORK}/two_epochs.json --out ${WORK}/r.fofa --resume)  # nothing left: no epoch 3
+expect_contains("${out}" "its run is complete (all epochs run): nothing more to train")
+string(FIND "${out}" "epoch 3/" more)
+if(NOT more EQUAL -1)
+  message(FATAL_ERROR "--resume of a finished run trained again:\n${out}")
+endif()
 
 # An output (or checkpoint) that cannot be written fails before the first epoch, not after it.
 function(expect_refused_before_training needle)
@@ -72,6 +78,8 @@ expect_refused_before_training("output file name is empty" --out=)
 expect_refused_before_training("is the same file as the input" --out ${D})
 expect_refused_before_training("is the same file as the input" --out ${WORK}/m.fofa --checkpoint ${WORK}/static.json)
 expect_refused_before_training("is the model file --out" --out ${WORK}/m.fofa --checkpoint ${WORK}/m.fofa)
+file(MAKE_DIRECTORY ${WORK}/sub)
+expect_refused_before_training("is the model file --out" --out ${WORK}/new.fofa --checkpoint ${WORK}/sub/../new.fofa)
 run(1 out train ${D} --config ${WORK} --out ${WORK}/m.fofa)
 expect_contains("${out}" "is a directory, not a configuration")
 

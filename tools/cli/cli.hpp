@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <limits>
 #include <map>
+#include <iostream>
 #include <ostream>
 #include <span>
 #include <stdexcept>
@@ -39,6 +40,13 @@ inline bool is_terminal(int fd) {
   (void)fd;
   return false;
 #endif
+}
+
+// Where a command reports what it wrote: `out` (stdout), unless the file it wrote is stdout
+// itself (`fofa to-safetensors m.fofa /dev/stdout | ...`): then stderr, so the report does not
+// end up inside the output.
+inline std::ostream& report_to(const std::string& written, std::ostream& out) {
+  return io::is_stdout(written) ? std::cerr : out;
 }
 
 // A malformed command line: main prints it with the command's usage and exits with 2.

@@ -10,6 +10,7 @@ int cmd_export_device(const std::vector<std::string>& args, std::ostream& out) {
   const Args a(args, {"--history", "--candidates", "--budget"}, {"--json"});
   a.expect_positional(2, "MODEL and OUT");
   io::check_writable(a.positional()[1], {a.positional()[0]});
+  std::ostream& report = report_to(a.positional()[1], out);
   const std::vector<std::int32_t> history = parse_ids(a.get("--history"), "--history");
   const std::vector<std::int32_t> candidates = parse_candidates(a.get("--candidates"), "--candidates");
   const float budget = parse_number<float>(a.get("--budget"), "--budget", kBudget);
@@ -21,15 +22,15 @@ int cmd_export_device(const std::vector<std::string>& args, std::ostream& out) {
                                               {{"source", a.positional()[0]}});
   const std::vector<index_t> kept = plan.kept();
   if (a.flag("--json")) {
-    out << nlohmann::json{{"path", path}, {"bytes", bytes}, {"kept", kept}, {"pi", plan.pi}, {"flops", plan.flops},
+    report << nlohmann::json{{"path", path}, {"bytes", bytes}, {"kept", kept}, {"pi", plan.pi}, {"flops", plan.flops},
                           {"full_flops", model.config().full_flops()}}
                .dump(2)
         << "\n";
     return 0;
   }
-  out << "wrote " << path << ": " << bytes << " bytes (" << human_bytes(static_cast<double>(bytes)) << "), kept blocks";
-  for (index_t k : kept) out << " " << k;
-  out << " of " << model.config().blocks << ", FLOPs " << plan.flops / 1e6 << " M of "
+  report << "wrote " << path << ": " << bytes << " bytes (" << human_bytes(static_cast<double>(bytes)) << "), kept blocks";
+  for (index_t k : kept) report << " " << k;
+  report << " of " << model.config().blocks << ", FLOPs " << plan.flops / 1e6 << " M of "
       << model.config().full_flops() / 1e6 << " M\n";
   return 0;
 }

@@ -11,6 +11,7 @@ int cmd_from_safetensors(const std::vector<std::string>& args, std::ostream& out
   const Args a(args, {"--config"}, {});
   a.expect_positional(2, "IN.safetensors and OUT.fofa");
   io::check_writable(a.positional()[1], {a.positional()[0], a.has("--config") ? a.get("--config") : ""});
+  std::ostream& report = report_to(a.positional()[1], out);
   std::optional<nlohmann::json> config;
   if (a.has("--config")) {
     const nlohmann::json j = io::parse_json_strict(io::read_text_file(a.get("--config"), "configuration"), a.get("--config"));
@@ -32,7 +33,7 @@ int cmd_from_safetensors(const std::vector<std::string>& args, std::ostream& out
   else
     (void)io::device_from_file(f);
   io::write_file_atomic(a.positional()[1], bytes);
-  out << "wrote " << a.positional()[1] << ": " << bytes.size() << " bytes, " << f.tensors().size() << " tensors ("
+  report << "wrote " << a.positional()[1] << ": " << bytes.size() << " bytes, " << f.tensors().size() << " tensors ("
       << f.kind() << ")\n";
   return 0;
 }

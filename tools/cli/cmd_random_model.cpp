@@ -28,9 +28,10 @@ int cmd_random_model(const std::vector<std::string>& args, std::ostream& out) {
   const std::uint64_t seed = a.count<std::uint64_t>("--seed", 1);
   cfg.validate();
   io::check_writable(a.positional()[0]);
+  std::ostream& report = report_to(a.positional()[0], out);
   const std::size_t bytes = io::save_model(a.positional()[0], cfg, random_weights(cfg, seed, opt),
                                            {{"generator", "fofa random-model"}, {"seed", seed}});
-  out << "wrote " << a.positional()[0] << ": " << bytes << " bytes\n";
+  report << "wrote " << a.positional()[0] << ": " << bytes << " bytes\n";
   return 0;
 }
 

@@ -43,8 +43,9 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
     const std::string init_path = args.has("--init") ? args.get("--init") : "";
     fofa::io::check_writable(out_path, {data_path, config_path, init_path});
     fofa::io::check_writable(checkpoint, {data_path, config_path, init_path});
-    FOFA_CHECK(std::filesystem::weakly_canonical(out_path) != std::filesystem::weakly_canonical(checkpoint),
+    FOFA_CHECK(!fofa::io::same_file(out_path, checkpoint),
                "--checkpoint ", checkpoint, " is the model file --out ", out_path, " itself");
+    std::ostream& said = report_to(out_path, out);
 
     const InteractionData raw = load_interactions(data_path);
     const SplitData data = split_leave_one_out(raw);
@@ -59,6 +60,9 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
     if (resuming) {
       trainer.resume(exp.train.checkpoint);
       std::cerr << "resumed from " << exp.train.checkpoint << " after epoch " << trainer.epochs_done() << "\n";
+      if (trainer.finished())
+        std::cerr << "its run is complete (" << (trainer.epochs_done() >= exp.train.epochs ? "all epochs run" : "stopped early")
+                  << "): nothing more to train; writing its best model\n";
     } else if (args.has("--init")) {
       const fofa::io::LoadedModel init = fofa::io::load_model(init_path);
       fofa::ModelWeights w = trainer.model().weights();
@@ -107,9 +111,9 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
         {"history", hist}};
     const std::size_t bytes = fofa::io::save_model(out_path, cfg, trainer.model().weights(), {{"training", report}});
     if (json) {
-      out << report.dump(2) << "\n";
+      said << report.dump(2) << "\n";
     } else {
-      out << "test (" << test.users << " users, " << exp.train.eval_negatives << " sampled negatives): HR@10 "
+      said << "test (" << test.users << " users, " << exp.train.eval_negatives << " sampled negatives): HR@10 "
           << std::fixed << std::setprecision(4) << test.sampled.hit_rate(10) << "  NDCG@10 "
           << test.sampled.ndcg_at(10) << "  blocks kept " << std::setprecision(2) << test.blocks_kept
           << std::defaultfloat << "\n"

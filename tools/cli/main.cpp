@@ -6,6 +6,7 @@
 #include <cstring>
 #include <exception>
 #include <iostream>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -88,6 +89,10 @@ int main(int argc, char** argv) {
     return 2;
   } catch (const fofa::Error& e) {
     std::cerr << e.what() << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    std::cerr << "fofa " << cmd->name << ": out of memory. Tables are sized by the largest item id (ids are not "
+              << "remapped: one stray id of 10^8 makes 10^8 embedding rows) and by the configuration.\n";
     return 1;
   } catch (const std::exception& e) {
     std::cerr << "fofa " << cmd->name << ": " << e.what() << "\n";

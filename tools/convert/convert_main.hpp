@@ -8,7 +8,9 @@
 #pragma once
 
 #include <algorithm>
+#include <charconv>
 #include <filesystem>
+#include <system_error>
 #include <ostream>
 #include <string>
 #include <vector>
@@ -57,15 +59,13 @@ struct UsageError {
   std::string message;
 };
 
+// A positive count: decimal digits only (no space, sign or hex), as `fofa` parses counts.
 inline index_t parse_count(const std::string& flag, const std::string& v) {
-  std::size_t used = 0;
   long long x = 0;
-  try {
-    x = std::stoll(v, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used != v.size() || x < 1 || x > (1ll << 31)) throw UsageError{flag + " needs a positive integer, got '" + v + "'"};
+  const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
+  const bool digits = !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
+  if (!digits || ec != std::errc{} || end != v.data() + v.size() || x < 1 || x > (1ll << 31))
+    throw UsageError{flag + " needs a positive integer (decimal digits only), got '" + v + "'"};
   return static_cast<index_t>(x);
 }
 
@@ -138,7 +138,8 @@ inline int convert_main(const std::vector<std::string>& args, std::ostream& out,
   try {
     std::error_code ec;
     FOFA_CHECK(!std::filesystem::equivalent(in, dst, ec), "OUT would overwrite IN ('", dst, "')");
-    io::check_writable(dst);  // a directory, missing directory or device: before the conversion, not after
+    io::check_writable(dst, {in, preset_name.ends_with(".json") ? preset_name : ""});  // a directory, missing directory or device: before the conversion, not after
+    std::ostream& report = io::is_stdout(dst) ? err : out;  // not into the output itself
     const nlohmann::json preset = detail::find_preset(preset_name);
     const StateDict sd = load_state_dict(in);
     const Conversion c = apply_preset(preset, sd, opt);
@@ -146,21 +147,21 @@ inline int convert_main(const std::vector<std::string>& args, std::ostream& out,
     shown.erase("controller");
     shown.erase("mapper");
     if (c.config.controller.enabled || c.config.mapper_on()) shown = io::config_to_json(c.config);
-    out << "preset " << preset.value("name", preset_name) << ": " << sd.tensors.size() << " source tensors -> "
+    report << "preset " << preset.value("name", preset_name) << ": " << sd.tensors.size() << " source tensors -> "
         << c.weights.size() << " fofa tensors\n";
-    out << "inferred config: " << shown.dump() << "\n";
+    report << "inferred config: " << shown.dump() << "\n";
     if (!c.vars.empty()) {
-      out << "variables:";
-      for (const auto& [k, v] : c.vars) out << " " << k << "=" << v;
-      out << "\n";
+      report << "variables:";
+      for (const auto& [k, v] : c.vars) report << " " << k << "=" << v;
+      report << "\n";
     }
-    for (const auto& l : c.leftovers) out << "leftover (not converted): " << l << "\n";
-    for (const auto& l : c.non_tensors) out << "skipped (not a tensor): " << l << "\n";
+    for (const auto& l : c.leftovers) report << "leftover (not converted): " << l << "\n";
+    for (const auto& l : c.non_tensors) report << "skipped (not a tensor): " << l << "\n";
     FOFA_CHECK(!strict || c.leftovers.empty(), "--strict: ", c.leftovers.size(), " source tensor(s) left over");
     nlohmann::json meta = {{"converted_from", std::filesystem::path(in).filename().string()},
                            {"preset", preset.value("name", preset_name)}};
     const std::size_t bytes = io::save_model(dst, c.config, c.weights, meta);
-    out << "wrote " << dst << " (" << bytes << " bytes)\n";
+    report << "wrote " << dst << " (" << bytes << " bytes)\n";
     return 0;
   } catch (const Error& e) {
     err << "fofa-convert: " << e.what() << "\n";

@@ -166,21 +166,57 @@ namespace detail {
 struct WriteTarget {
   std::filesystem::path path;
   bool stream = false;  // write in place: not atomic, nothing to rename
+  bool to_stdout = false;  // the process's standard output: written through fd 1, at its offset
 };
+}  // namespace detail
+
+// Whether `path` names this process's standard output (/dev/stdout, or the file or pipe that
+// stdout is redirected to). Writers then write through stdout itself, and the CLI sends its
+// reports to stderr so they do not end up inside the output.
+inline bool is_stdout(const std::filesystem::path& path) {
+#if FOFA_HAVE_POSIX_IO
+  struct stat a {}, b {};
+  return !path.empty() && ::stat(path.c_str(), &a) == 0 && ::fstat(1, &b) == 0 && a.st_dev == b.st_dev &&
+         a.st_ino == b.st_ino;
+#else
+  return path == "/dev/stdout";
+#endif
+}
+
+namespace detail {
 inline WriteTarget write_target(const std::filesystem::path& path) {
   FOFA_CHECK(!path.empty(), "output file name is empty");
+  if (is_stdout(path)) return {path, true, true};
   std::error_code ec;
-  WriteTarget t{path};
-  if (std::filesystem::is_symlink(path, ec)) {
-    t.path = std::filesystem::weakly_canonical(path, ec);
-    FOFA_CHECK(!ec, path.string(), ": cannot resolve the symbolic link: ", ec.message());
-  }
-  const auto st = std::filesystem::status(t.path, ec);
+  const auto st = std::filesystem::status(path, ec);  // follows links
   FOFA_CHECK(!std::filesystem::is_directory(st), path.string(), ": is a directory, not a file name");
-  t.stream = std::filesystem::exists(st) && !std::filesystem::is_regular_file(st);
-  return t;
+  // Existing and not a regular file (a device, a FIFO, /dev/stdout on a pipe or terminal): written
+  // in place through the name as given, so no link needs resolving.
+  if (std::filesystem::exists(st) && !std::filesystem::is_regular_file(st)) return {path, true};
+  // Otherwise the rename must land on the file the name means: follow links one at a time (each
+  // relative to its own directory), which also resolves a dangling link to the file it will create.
+  std::filesystem::path p = path;
+  for (int hops = 0; std::filesystem::is_symlink(p, ec); ++hops) {
+    FOFA_CHECK(hops < 40, path.string(), ": too many levels of symbolic links");
+    const std::filesystem::path to = std::filesystem::read_symlink(p, ec);
+    FOFA_CHECK(!ec, path.string(), ": cannot read the symbolic link ", p.string(), ": ", ec.message());
+    p = to.is_absolute() ? to : p.parent_path() / to;
+  }
+  return {p, false};
 }
 }  // namespace detail
+
+// Whether two names mean the same file: the same file on disk, or, for names not created yet,
+// the same absolute path once "." and ".." are resolved.
+inline bool same_file(const std::filesystem::path& a, const std::filesystem::path& b) {
+  std::error_code ec;
+  if (std::filesystem::equivalent(a, b, ec)) return true;
+  const auto norm = [](const std::filesystem::path& p) {
+    std::error_code e;
+    return std::filesystem::weakly_canonical(std::filesystem::absolute(p, e), e).lexically_normal();
+  };
+  return norm(a) == norm(b);
+}
 
 // Fails now, with the reason, where write_file_atomic(path, ...) would fail: an empty name, a
 // directory or special file, a missing or read-only directory, or a path that is one of the
@@ -195,7 +231,8 @@ inline void check_writable(const std::filesystem::path& path,
                ": is the same file as the input ", in.string(), "; writing it would destroy that input");
   }
 #if FOFA_HAVE_POSIX_IO
-  if (target.stream) {  // opening a FIFO to probe it would block until a reader comes
+  if (target.stream) {  // not opened: closing a probe of a FIFO would end its reader's input (and
+                        // writing to a FIFO with no reader waits for one, as a shell redirection does)
     FOFA_CHECK(::access(target.path.c_str(), W_OK) == 0, path.string(), ": cannot be written: ", detail::errno_text());
     return;
   }
@@ -220,6 +257,10 @@ inline void write_file_atomic(const std::filesystem::path& requested, std::span<
   const detail::WriteTarget target = detail::write_target(requested);
   const std::filesystem::path& path = target.path;
 #if FOFA_HAVE_POSIX_IO
+  if (target.to_stdout) {
+    FOFA_CHECK(detail::write_all(1, bytes), requested.string(), ": write failed: ", detail::errno_text());
+    return;
+  }
   if (target.stream) {
     detail::FdGuard fd{::open(path.c_str(), O_WRONLY | O_CLOEXEC)};
     FOFA_CHECK(fd.fd >= 0, requested.string(), ": cannot open for writing: ", detail::errno_text());

@@ -144,6 +144,8 @@ class Trainer {
   int epochs_done() const { return epoch_; }
   double best_ndcg10() const { return best_ndcg_; }
   int best_epoch() const { return best_epoch_; }
+  // Whether fit() has nothing left to do: all epochs run, or stopped early (also after resume()).
+  bool finished() const { return epoch_ >= opt_.epochs || bad_epochs_ >= opt_.patience; }
   std::int64_t steps_per_epoch() const {
     const auto full = static_cast<std::int64_t>((trainable_users_.size() + static_cast<std::size_t>(opt_.batch) - 1) /
                                                 static_cast<std::size_t>(opt_.batch));
@@ -166,7 +168,7 @@ class Trainer {
   // early stopping ended the run. The model holds the best weights afterwards. max_epochs >= 0
   // limits the epochs run by this call (an interruption, for tests of resume).
   bool fit(std::ostream* log = nullptr, int max_epochs = -1) {
-    bool stopped = false;
+    bool stopped = bad_epochs_ >= opt_.patience;  // a resumed run that had stopped early stays stopped
     for (int run = 0; epoch_ < opt_.epochs && !stopped && (max_epochs < 0 || run < max_epochs); ++run) {
       EpochRecord rec = train_epoch(log);
       EvalOptions ev{.split = EvalSplit::validation, .negatives = opt_.eval_negatives, .seed = opt_.seed,
@@ -359,6 +361,8 @@ class Trainer {
     const auto& c = f.meta()["checkpoint"];
     // Resuming on other data would silently continue a different run (checkpoints written before
     // the fingerprint existed have none and are accepted).
+    FOFA_CHECK(c.value("seed", opt_.seed) == opt_.seed, path.string(), ": checkpoint was trained with seed ",
+               c.value("seed", opt_.seed), ", this run has seed ", opt_.seed, " (its samples would differ)");
     if (c.contains("data"))
       FOFA_CHECK(c["data"] == data_fingerprint(), path.string(), ": checkpoint was trained on other data (",
                  c["data"].dump(), ") than this run's (", data_fingerprint().dump(), ")");
