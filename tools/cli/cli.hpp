@@ -1,6 +1,6 @@
 // tools/cli/cli.hpp — what every `fofa` subcommand shares: the command signature, argument
 // parsing with usage errors (exit code 2) kept apart from fofa::Error (exit code 1), id lists
-// (candidate lists: non-empty, no duplicates) and budgets parsed strictly, and small printing helpers.
+// (candidate lists: non-empty) and budgets parsed strictly, and small printing helpers.
 #pragma once
 
 #include <algorithm>
@@ -126,9 +126,6 @@ constexpr Range kBudget{0, 1, true};  // a session budget, as ForwardOfa::adapt 
 constexpr Range kNonNegative{0, kInf};
 constexpr Range kPositive{0, kInf, true};
 constexpr Range kAnyFinite{-kInf, kInf};
-
-// --threads: [1, kMaxThreads], the trainer's limit (cmd_train.cpp checks they agree).
-constexpr int kMaxThreads = 256;
 
 // A decimal number in `range` ("0.5", "-1", "1e-3"; no space, '+' or hex), checked as
 // typed and again as the T it becomes (--budget 1e-50 is 0 as a float, 1e300 does not fit).

@@ -72,7 +72,7 @@ int cmd_demo(const std::vector<std::string>& argv, std::ostream& out) {
   const bool quiet = args.flag("--quiet");
   const bool synthetic = data_path.empty();
   const int epochs = args.count("--epochs", synthetic ? DEMO_EPOCHS_SYNTHETIC : DEMO_EPOCHS_DATA, 1);
-  const int threads = args.count("--threads", 2, 1, kMaxThreads);
+  const int threads = args.count("--threads", 2, 1, train::TrainerOptions::kMaxThreads);
   const float budget = args.number("--budget", 0.5f, kBudget);
   const std::uint64_t seed = args.count<std::uint64_t>("--seed", 1);
   const double lambda = args.number("--lambda", synthetic ? DEMO_LAMBDA_SYNTHETIC : DEMO_LAMBDA_DATA, kNonNegative);

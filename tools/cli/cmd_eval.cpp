@@ -12,6 +12,7 @@
 #include "fofa/io/model_file.hpp"
 #include "fofa/model/plan.hpp"
 #include "fofa/train/evaluate.hpp"
+#include "fofa/train/trainer.hpp"  // TrainerOptions::kMaxThreads, the thread limit of train and eval
 
 namespace fofa::cli {
 
@@ -37,7 +38,7 @@ int cmd_eval(const std::vector<std::string>& argv, std::ostream& out_stream) {
   const std::string split = args.has("--split") ? args.get("--split") : "test";
   if (split != "test" && split != "valid") throw UsageError("--split must be test or valid, got " + split);
   fofa::train::EvalOptions opt;
-  opt.threads = args.count("--threads", 2, 1, kMaxThreads);
+  opt.threads = args.count("--threads", 2, 1, train::TrainerOptions::kMaxThreads);
   opt.budget = args.number("--budget", 1.0f, kBudget);  // a float, as the model takes it
   opt.max_users = args.count<std::int64_t>("--users", 0);  // 0: every user
   opt.seed = args.count("--seed", opt.seed);

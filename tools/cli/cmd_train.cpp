@@ -14,8 +14,6 @@
 
 namespace fofa::cli {
 
-static_assert(kMaxThreads == fofa::train::TrainerOptions::kMaxThreads);
-
 // Options (see --help): --checkpoint PATH (default MODEL.fofa.ckpt, written every epoch), --resume,
 // --epochs N, --threads N, --eval-users N (validation subset, 0 = all), --quiet, --json,
 // --init MODEL.fofa (warm start: every tensor of this model that MODEL also has, e.g. a trained static
@@ -33,7 +31,7 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
     using namespace fofa::train;
     ExperimentConfig exp = load_experiment(config_path);
     exp.train.epochs = args.count("--epochs", exp.train.epochs, 1);
-    exp.train.threads = args.count("--threads", exp.train.threads, 1, kMaxThreads);
+    exp.train.threads = args.count("--threads", exp.train.threads, 1, train::TrainerOptions::kMaxThreads);
     exp.train.eval_users = args.count("--eval-users", exp.train.eval_users);
     if (quiet) exp.train.progress = false;
     exp.train.progress_bar = is_terminal(2);  // progress goes to stderr

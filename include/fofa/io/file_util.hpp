@@ -225,11 +225,9 @@ inline bool same_file(const std::filesystem::path& a, const std::filesystem::pat
 inline void check_writable(const std::filesystem::path& path,
                            std::initializer_list<std::filesystem::path> inputs = {}) {
   const detail::WriteTarget target = detail::write_target(path);
-  for (const auto& in : inputs) {
-    std::error_code ec;
-    FOFA_CHECK(in.empty() || !std::filesystem::equivalent(target.path, in, ec), path.string(),
+  for (const auto& in : inputs)
+    FOFA_CHECK(in.empty() || !same_file(target.path, in), path.string(),
                ": is the same file as the input ", in.string(), "; writing it would destroy that input");
-  }
 #if FOFA_HAVE_POSIX_IO
   if (target.stream) {  // not opened: closing a probe of a FIFO would end its reader's input (and
                         // writing to a FIFO with no reader waits for one, as a shell redirection does)

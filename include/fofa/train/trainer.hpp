@@ -108,7 +108,7 @@ inline nlohmann::json to_json(const EpochRecord& r) {
 class Trainer {
  public:
   Trainer(const ModelConfig& cfg, const SplitData& data, TrainerOptions opt)
-      : model_(cfg), data_(&data), opt_(std::move(opt)) {
+      : model_(cfg), data_(&data), data_fingerprint_(fingerprint(data)), opt_(std::move(opt)) {
     opt_.validate();
     FOFA_CHECK(data.items <= cfg.items, "data set has item ids up to ", data.items, " but config.items = ", cfg.items);
     model_.init(opt_.seed);
@@ -314,18 +314,18 @@ class Trainer {
 
   // ---- checkpoints ----------------------------------------------------------------------
 
-  // Identifies the data of a run: sizes plus a CRC-32 of every user's split (training items,
-  // validation and test item).
-  nlohmann::json data_fingerprint() const {
+  // Identifies the data of a run (computed once, in the constructor): sizes plus a CRC-32 of every
+  // user's split (training items, validation and test item).
+  static nlohmann::json fingerprint(const SplitData& data) {
     std::uint32_t crc = 0;
     std::int64_t items = 0;
-    for (const auto& u : data_->users) {
+    for (const auto& u : data.users) {
       const item_t head[3] = {static_cast<item_t>(u.train.size()), u.valid, u.test};
       crc = io::crc32_update(crc, head, sizeof head);
       crc = io::crc32_update(crc, u.train.data(), u.train.size() * sizeof(item_t));
       items += static_cast<std::int64_t>(u.train.size());
     }
-    return {{"users", data_->users.size()}, {"train_items", items}, {"item_ids", data_->items}, {"crc32", crc}};
+    return {{"users", data.users.size()}, {"train_items", items}, {"item_ids", data.items}, {"crc32", crc}};
   }
 
   void save_checkpoint(const std::filesystem::path& path) const {
@@ -336,7 +336,7 @@ class Trainer {
     w.meta({{"checkpoint",
              {{"epoch", epoch_}, {"adam_steps", adam_->steps()}, {"best_ndcg10", best_ndcg_},
               {"best_epoch", best_epoch_}, {"bad_epochs", bad_epochs_}, {"seed", opt_.seed}, {"history", hist},
-              {"data", data_fingerprint()}}}});
+              {"data", data_fingerprint_}}}});
     auto& ps = model_.params();
     auto& m = const_cast<autograd::Adam<float>&>(*adam_).first_moments();
     auto& v = const_cast<autograd::Adam<float>&>(*adam_).second_moments();
@@ -359,13 +359,13 @@ class Trainer {
                ": checkpoint configuration differs from the training configuration");
     FOFA_CHECK(f.meta().contains("checkpoint"), path.string(), ": not a training checkpoint (no meta.checkpoint)");
     const auto& c = f.meta()["checkpoint"];
-    // Resuming on other data would silently continue a different run (checkpoints written before
-    // the fingerprint existed have none and are accepted).
+    // Resuming with another seed or on other data would silently continue a different run
+    // (checkpoints written before the data fingerprint existed have none and are accepted).
     FOFA_CHECK(c.value("seed", opt_.seed) == opt_.seed, path.string(), ": checkpoint was trained with seed ",
                c.value("seed", opt_.seed), ", this run has seed ", opt_.seed, " (its samples would differ)");
     if (c.contains("data"))
-      FOFA_CHECK(c["data"] == data_fingerprint(), path.string(), ": checkpoint was trained on other data (",
-                 c["data"].dump(), ") than this run's (", data_fingerprint().dump(), ")");
+      FOFA_CHECK(c["data"] == data_fingerprint_, path.string(), ": checkpoint was trained on other data (",
+                 c["data"].dump(), ") than this run's (", data_fingerprint_.dump(), ")");
     auto& ps = model_.params();
     auto& m = adam_->first_moments();
     auto& v = adam_->second_moments();
@@ -495,6 +495,7 @@ class Trainer {
 
   TrainableModel<float> model_;
   const SplitData* data_;
+  nlohmann::json data_fingerprint_;  // fingerprint(*data_), recorded in checkpoints
   TrainerOptions opt_;
   std::optional<autograd::Adam<float>> adam_;
   std::vector<std::size_t> trainable_users_;
