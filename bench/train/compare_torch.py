@@ -1,17 +1,20 @@
 """Training throughput, fofa vs PyTorch 1.13 on CPU, same run, 1 and 2 threads.
 
-usage: /usr/bin/python3 bench/train/compare_torch.py BUILD/bench/train/fofa-bench-train [--steps N] [--rounds R] [--json OUT]
+usage: /usr/bin/python3 bench/train/compare_torch.py BUILD/bench/train/fofa-bench-train [--steps N] [--rounds R]
+       [--blas-threads T] [--json OUT]
 PyTorch runs a BATCHED Forward-OFA training step (the fair baseline: [B, n, d] tensors, per-user
 low-rank FFN corrections with bmm, straight-through Gumbel mask, BCE + sparsity + hinge, Adam)
 for the SPEC default model at batch 128 with full 50-row windows and a random session start t0,
 the same work as fofa-bench-train. Reports sequences per second, and model GFLOP/s (fofa-bench-train's FLOP count) as a percentage of
 the FMA peak fofa-bench-train measured. --rounds R (default 3): R rounds of fofa then PyTorch back
 to back; every figure is the median over the rounds and each ratio is taken within a round, because
-a shared host's speed drifts between runs (the ratios' range is printed too).
+a shared host's speed drifts between runs (the ratios' range is printed too). PyTorch runs in child
+processes whose BLAS (OpenBLAS) uses --blas-threads T threads (default 1; see torch_throughput).
 """
 import json
-import statistics
 import math
+import os
+import statistics
 import subprocess
 import sys
 import time
@@ -94,7 +97,23 @@ class Batched(nn.Module):
         return loss
 
 
-def torch_throughput(threads, steps, adaptive):
+def torch_throughput(threads, steps, adaptive, blas_threads):
+    """(sequences per second, cores busy = CPU time / wall time) of PyTorch at `threads` intra-op
+    threads, measured in a child process.
+
+    Debian's torch calls the system BLAS (OpenBLAS, pthread build), whose own thread pool ignores
+    torch.set_num_threads. Its threads and torch's OpenMP threads then share the 2 cores: at 2 threads
+    that halved torch's speed. The child's environment fixes the BLAS pool before torch loads it:
+    one thread by default (--blas-threads), so "1 thread" is one thread and 2 threads are torch's own.
+    """
+    env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas_threads), OMP_NUM_THREADS=str(threads))
+    out = subprocess.run([sys.executable, __file__, "--torch-child", str(threads), str(steps), str(int(adaptive))],
+                         check=True, capture_output=True, text=True, env=env).stdout
+    seq_per_s, cores = (float(v) for v in out.split())
+    return seq_per_s, cores
+
+
+def torch_child(threads, steps, adaptive):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     model = Batched(adaptive)
@@ -111,17 +130,22 @@ def torch_throughput(threads, steps, adaptive):
         opt.step()
 
     step(batch())
-    total = 0.0
+    total = cpu = 0.0
     for _ in range(steps):
         b = batch()
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         step(b)
+        cpu += time.process_time() - c
         total += time.perf_counter() - t
-    return B * steps / total
+    return B * steps / total, cpu / total
 
 
 def main():
+    if sys.argv[1] == "--torch-child":
+        print(*torch_child(int(sys.argv[2]), int(sys.argv[3]), bool(int(sys.argv[4]))))
+        return
     exe = sys.argv[1]
+    blas = int(sys.argv[sys.argv.index("--blas-threads") + 1]) if "--blas-threads" in sys.argv else 1
     steps = int(sys.argv[sys.argv.index("--steps") + 1]) if "--steps" in sys.argv else 5
     rounds = int(sys.argv[sys.argv.index("--rounds") + 1]) if "--rounds" in sys.argv else 3
     results = {}
@@ -132,8 +156,11 @@ def main():
         for _ in range(rounds):
             ours = json.loads(subprocess.run([exe, "--steps", str(steps), "--system", system], check=True,
                                              capture_output=True, text=True).stdout)
-            per.append({"fofa_1": ours["fofa_threads_1"], "fofa_2": ours["fofa_threads_2"],
-                        "torch_1": torch_throughput(1, steps, adaptive), "torch_2": torch_throughput(2, steps, adaptive)})
+            (t1, c1), (t2, c2) = (torch_throughput(n, steps, adaptive, blas) for n in (1, 2))
+            per.append({"fofa_1": ours["fofa_threads_1"], "fofa_2": ours["fofa_threads_2"], "torch_1": t1,
+                        "torch_2": t2, "cores_torch_1": c1, "cores_torch_2": c2,
+                        **{f"cores_fofa_{n}": ours[f"cpu_seconds_per_step_threads_{n}"] * ours[f"fofa_threads_{n}"] / B
+                           for n in (1, 2)}})
         for p in per:
             p["speedup_1"], p["speedup_2"] = p["fofa_1"] / p["torch_1"], p["fofa_2"] / p["torch_2"]
             p["fofa_scaling"] = p["fofa_2"] / p["fofa_1"]
@@ -159,6 +186,8 @@ def main():
                 f"{row['gflops_' + k]:5.1f}"
         print(f"{'':12s} GFLOP/s fofa 1T {pct('fofa_1', 1)} 2T {pct('fofa_2', 2)} | torch 1T {pct('torch_1', 1)} "
               f"2T {pct('torch_2', 2)}")
+        print(f"{'':12s} cores busy fofa 1T {row['cores_fofa_1']:.2f} 2T {row['cores_fofa_2']:.2f} | torch 1T "
+              f"{row['cores_torch_1']:.2f} 2T {row['cores_torch_2']:.2f}")
     peak = next(iter(results.values()))["fma_peak_gflops"]
     for system, row in results.items():
         need = 3 * row["gflops_torch_1"]
@@ -167,9 +196,11 @@ def main():
                   f"over the whole step (fofa: {100 * row['gflops_fofa_1'] / peak:.0f}%)")
     print(f"GFLOP/s: model FLOPs ({next(iter(results.values()))['model_gflop_per_step']:.2f} GFLOP per Forward-OFA step, "
           f"3x the forward) per second; (%): of the FMA peak measured in the same run, {peak:.1f} GFLOP/s per core")
+    print(f"cores busy: CPU time / wall time of the timed steps; torch 1T/2T: torch.set_num_threads(1/2) in a child "
+          f"process with OPENBLAS_NUM_THREADS={blas} (OpenBLAS's own pool ignores set_num_threads)")
     if "--json" in sys.argv:
         with open(sys.argv[sys.argv.index("--json") + 1], "w") as f:
-            json.dump({"batch": B, "rows": N, "torch": torch.__version__, "results": results}, f, indent=2)
+            json.dump({"batch": B, "rows": N, "torch": torch.__version__, "blas_threads": blas, "results": results}, f, indent=2)
 
 
 if __name__ == "__main__":
