@@ -22,6 +22,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "..", "tools", "convert"))
 
+# One thread means one: Debian's torch calls OpenBLAS (pthread build), whose pool ignores
+# torch.set_num_threads and is created when torch loads, before the pinning below reaches it.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 import torch  # noqa: E402
 
 import fofa_torch  # noqa: E402
@@ -115,7 +118,8 @@ def main():
             rows.append({"what": f"push only (t=49->50) b={budget}",
                          "fofa_us": fofa[f"device_push/push/49/{key}/manual_time"], "eager_us": None, "jit_us": None})
 
-    print(f"fofa kernels: {session['kernels']}; torch {torch.__version__}, threads {torch.get_num_threads()}"
+    print(f"fofa kernels: {session['kernels']}; torch {torch.__version__}, threads {torch.get_num_threads()}, "
+          f"OPENBLAS_NUM_THREADS {os.environ['OPENBLAS_NUM_THREADS']}"
           + (f", pinned to cpu {args.cpu}" if args.cpu is not None else ""))
     print(f"{'':38s} {'fofa us':>9s} {'eager us':>9s} {'jit us':>9s} {'eager/fofa':>10s} {'jit/fofa':>9s}")
     for r in rows:

@@ -1,7 +1,7 @@
 """Training throughput, fofa vs PyTorch 1.13 on CPU, same run, 1 and 2 threads.
 
 usage: /usr/bin/python3 bench/train/compare_torch.py BUILD/bench/train/fofa-bench-train [--steps N] [--rounds R]
-       [--blas-threads T] [--json OUT]
+       [--blas-threads T] [--json OUT] [--check]
 PyTorch runs a BATCHED Forward-OFA training step (the fair baseline: [B, n, d] tensors, per-user
 low-rank FFN corrections with bmm, straight-through Gumbel mask, BCE + sparsity + hinge, Adam)
 for the SPEC default model at batch 128 with full 50-row windows and a random session start t0,
@@ -10,6 +10,7 @@ the FMA peak fofa-bench-train measured. --rounds R (default 3): R rounds of fofa
 to back; every figure is the median over the rounds and each ratio is taken within a round, because
 a shared host's speed drifts between runs (the ratios' range is printed too). PyTorch runs in child
 processes whose BLAS (OpenBLAS) uses --blas-threads T threads (default 1; see torch_throughput).
+--check: exit 1 if PyTorch's 1-thread runs kept more than 1.2 cores busy (the ctest smoke run).
 """
 import json
 import math
@@ -198,6 +199,11 @@ def main():
           f"3x the forward) per second; (%): of the FMA peak measured in the same run, {peak:.1f} GFLOP/s per core")
     print(f"cores busy: CPU time / wall time of the timed steps; torch 1T/2T: torch.set_num_threads(1/2) in a child "
           f"process with OPENBLAS_NUM_THREADS={blas} (OpenBLAS's own pool ignores set_num_threads)")
+    if "--check" in sys.argv:
+        # The smoke test's assertion (not a timing): the thread set-up holds, 1 thread is 1 core.
+        busy = {system: row["cores_torch_1"] for system, row in results.items()}
+        if any(not (0 < c <= 1.2) for c in busy.values()):
+            sys.exit(f"PyTorch at 1 thread kept {busy} cores busy; expected at most 1.2")
     if "--json" in sys.argv:
         with open(sys.argv[sys.argv.index("--json") + 1], "w") as f:
             json.dump({"batch": B, "rows": N, "torch": torch.__version__, "blas_threads": blas, "results": results}, f, indent=2)
