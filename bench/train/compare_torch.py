@@ -110,8 +110,7 @@ def torch_throughput(threads, steps, adaptive, blas_threads):
     env = dict(os.environ, OPENBLAS_NUM_THREADS=str(blas_threads), OMP_NUM_THREADS=str(threads))
     out = subprocess.run([sys.executable, __file__, "--torch-child", str(threads), str(steps), str(int(adaptive))],
                          check=True, capture_output=True, text=True, env=env).stdout
-    seq_per_s, cores = (float(v) for v in out.split())
-    return seq_per_s, cores
+    return tuple(float(v) for v in out.split())
 
 
 def torch_child(threads, steps, adaptive):

@@ -61,10 +61,9 @@ struct UsageError {
 
 // A positive count: decimal digits only (no space, sign or hex), as `fofa` parses counts.
 inline index_t parse_count(const std::string& flag, const std::string& v) {
-  long long x = 0;
+  unsigned long long x = 0;  // unsigned from_chars: digits only, no sign
   const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), x);
-  const bool digits = !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
-  if (!digits || ec != std::errc{} || end != v.data() + v.size() || x < 1 || x > (1ll << 31))
+  if (v.empty() || ec != std::errc{} || end != v.data() + v.size() || x < 1 || x > (1ull << 31))
     throw UsageError{flag + " needs a positive integer (decimal digits only), got '" + v + "'"};
   return static_cast<index_t>(x);
 }
@@ -136,8 +135,6 @@ inline int convert_main(const std::vector<std::string>& args, std::ostream& out,
   const std::string& in = files[0];
   const std::string& dst = files[1];
   try {
-    std::error_code ec;
-    FOFA_CHECK(!std::filesystem::equivalent(in, dst, ec), "OUT would overwrite IN ('", dst, "')");
     io::check_writable(dst, {in, preset_name.ends_with(".json") ? preset_name : ""});  // a directory, missing directory or device: before the conversion, not after
     std::ostream& report = io::is_stdout(dst) ? err : out;  // not into the output itself
     const nlohmann::json preset = detail::find_preset(preset_name);

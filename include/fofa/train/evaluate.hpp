@@ -59,7 +59,7 @@ EvalResult evaluate(const TrainableModel<T>& model, const SplitData& data, const
   FOFA_CHECK(opt.threads >= 1, "evaluation needs at least one thread, got ", opt.threads);
   FOFA_CHECK(opt.negatives >= 1, "evaluation needs at least one sampled negative, got ", opt.negatives);
   FOFA_CHECK(opt.max_users >= 0, "max_users must be >= 0 (0: every user), got ", opt.max_users);
-  FOFA_CHECK(opt.budget > 0 && opt.budget <= 1, "budget must be in (0, 1], got ", opt.budget);
+  check_budget(opt.budget);
   opt.finetune.validate();
   FOFA_CHECK(opt.finetune.steps == 0 || !model.adaptive(),
              "on-device fine-tuning is defined for static models (controller and mapper off)");
