@@ -23,15 +23,15 @@ int cmd_export_device(const std::vector<std::string>& args, std::ostream& out) {
   const std::vector<index_t> kept = plan.kept();
   if (a.flag("--json")) {
     report << nlohmann::json{{"path", path}, {"bytes", bytes}, {"kept", kept}, {"pi", plan.pi}, {"flops", plan.flops},
-                          {"full_flops", model.config().full_flops()}}
-               .dump(2)
-        << "\n";
+                             {"full_flops", model.config().full_flops()}}
+                  .dump(2)
+           << "\n";
     return 0;
   }
   report << "wrote " << path << ": " << bytes << " bytes (" << human_bytes(static_cast<double>(bytes)) << "), kept blocks";
   for (index_t k : kept) report << " " << k;
   report << " of " << model.config().blocks << ", FLOPs " << plan.flops / 1e6 << " M of "
-      << model.config().full_flops() / 1e6 << " M\n";
+         << model.config().full_flops() / 1e6 << " M\n";
   return 0;
 }
 

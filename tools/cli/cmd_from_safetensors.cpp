@@ -34,7 +34,7 @@ int cmd_from_safetensors(const std::vector<std::string>& args, std::ostream& out
     (void)io::device_from_file(f);
   io::write_file_atomic(a.positional()[1], bytes);
   report << "wrote " << a.positional()[1] << ": " << bytes.size() << " bytes, " << f.tensors().size() << " tensors ("
-      << f.kind() << ")\n";
+         << f.kind() << ")\n";
   return 0;
 }
 

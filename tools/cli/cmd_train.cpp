@@ -112,10 +112,10 @@ int cmd_train(const std::vector<std::string>& argv, std::ostream& out) {
       said << report.dump(2) << "\n";
     } else {
       said << "test (" << test.users << " users, " << exp.train.eval_negatives << " sampled negatives): HR@10 "
-          << std::fixed << std::setprecision(4) << test.sampled.hit_rate(10) << "  NDCG@10 "
-          << test.sampled.ndcg_at(10) << "  blocks kept " << std::setprecision(2) << test.blocks_kept
-          << std::defaultfloat << "\n"
-          << "wrote " << out_path << " (" << bytes << " bytes, best epoch " << trainer.best_epoch() << ")\n";
+           << std::fixed << std::setprecision(4) << test.sampled.hit_rate(10) << "  NDCG@10 "
+           << test.sampled.ndcg_at(10) << "  blocks kept " << std::setprecision(2) << test.blocks_kept
+           << std::defaultfloat << "\n"
+           << "wrote " << out_path << " (" << bytes << " bytes, best epoch " << trainer.best_epoch() << ")\n";
     }
     return 0;
   }

@@ -135,17 +135,20 @@ inline int convert_main(const std::vector<std::string>& args, std::ostream& out,
   const std::string& in = files[0];
   const std::string& dst = files[1];
   try {
-    io::check_writable(dst, {in, preset_name.ends_with(".json") ? preset_name : ""});  // a directory, missing directory or device: before the conversion, not after
+    // A directory, missing directory, device or one of the inputs (a mapping file too): refused
+    // before the conversion, not after.
+    io::check_writable(dst, {in, preset_name.ends_with(".json") ? preset_name : ""});
     std::ostream& report = io::is_stdout(dst) ? err : out;  // not into the output itself
     const nlohmann::json preset = detail::find_preset(preset_name);
     const StateDict sd = load_state_dict(in);
     const Conversion c = apply_preset(preset, sd, opt);
     nlohmann::json shown = io::config_to_json(c.config);
-    shown.erase("controller");
-    shown.erase("mapper");
-    if (c.config.controller.enabled || c.config.mapper_on()) shown = io::config_to_json(c.config);
+    if (!c.config.controller.enabled && !c.config.mapper_on()) {  // a static model: no adaptive parts to show
+      shown.erase("controller");
+      shown.erase("mapper");
+    }
     report << "preset " << preset.value("name", preset_name) << ": " << sd.tensors.size() << " source tensors -> "
-        << c.weights.size() << " fofa tensors\n";
+           << c.weights.size() << " fofa tensors\n";
     report << "inferred config: " << shown.dump() << "\n";
     if (!c.vars.empty()) {
       report << "variables:";
