@@ -155,8 +155,9 @@ TEST_CASE("float GELU (SIMD forward, vectorised backward) matches the double pat
 }
 
 TEST_CASE("float causal attention (packed GEMMs + softmax kernel) matches the double path") {
-  for (auto [R, D, heads] : {std::array<index_t, 3>{1, 8, 2}, {5, 10, 2}, {7, 12, 3}, {17, 64, 2}, {50, 64, 2},
-                             {50, 64, 1}, {33, 64, 4}, {65, 48, 3}}) {
+  for (const auto& shape : {std::array<index_t, 3>{1, 8, 2}, {5, 10, 2}, {7, 12, 3}, {17, 64, 2}, {50, 64, 2},
+                            {50, 64, 1}, {33, 64, 4}, {65, 48, 3}}) {
+    const index_t R = shape[0], D = shape[1], heads = shape[2];  // captured below: no structured binding
     CAPTURE(R); CAPTURE(D); CAPTURE(heads);
     Shapes s{{{"q", {R, D}}, {"k", {R, D}}, {"v", {R, D}}}};
     compare(s, [heads](auto& t) { return causal_attention(t, t.param("q"), t.param("k"), t.param("v"), heads); },

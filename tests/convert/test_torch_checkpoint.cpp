@@ -35,7 +35,9 @@ std::string error_of(const std::vector<std::byte>& b) {
 // Every tensor of `sd` equals the values PyTorch printed (exact: all conversions are exact).
 void check_against(const StateDict& sd, const nlohmann::json& expected) {
   CHECK(sd.tensors.size() == expected.size());
-  for (const auto& [name, exp] : expected.items()) {
+  for (const auto& item : expected.items()) {
+    const std::string& name = item.key();  // INFO captures it: no structured binding
+    const nlohmann::json& exp = item.value();
     INFO("tensor ", name);
     const NamedTensor* t = sd.find(name);
     REQUIRE(t != nullptr);

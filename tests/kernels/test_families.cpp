@@ -238,7 +238,9 @@ TEST_CASE("gemm_range (column prefix, k range, either x layout) is bit-exact to 
             // and vector boundaries.
             const bool near = n_end <= 17 || n_end >= N - 3 || n_end % 16 <= 1 || n_end % 16 == 15;
             if (!near) continue;
-            for (auto [k0, k1] : kr) {
+            // Not a structured binding: CAPTURE's lambda can't name one before Clang 16.
+            for (const auto& range : kr) {
+              const index_t k0 = range.first, k1 = range.second;
               for (bool transposed : {false, true}) {
                 const bool accumulate = (n_end + k0) % 2 == 1;
                 const Activation act = (n_end + k1) % 3 == 2 ? Activation::relu : Activation::none;

@@ -25,22 +25,52 @@ namespace fofa::autograd {
 
 namespace detail {
 
-// The GEMM inner loops in axpy form. On x86-64 with GCC/Clang the float instances are also compiled
-// for AVX2 and AVX-512 and picked at load time (target_clones), since the library's users build
-// for baseline x86-64; the double instances (gradient checks) stay portable. The clones name ISA
-// features, not CPU models ("arch=skylake-avx512" is chosen only on that Intel model, so AMD CPUs
-// ran the baseline clone), and flatten so the templates they call are compiled for the clone's ISA.
+// BestIsa<&f>::run(args...) calls f compiled for the widest of AVX-512F, AVX2 and baseline
+// x86-64 that the CPU has, chosen on the first call. The library's users build for baseline
+// x86-64, so the autograd's float loops below would otherwise run at SSE2 width; the double
+// instances (gradient checks) call f directly. Each wrapper is flattened so f and the templates it
+// calls are compiled for the wrapper's ISA (Clang 14 flattens one level only, so the helpers two
+// calls down, axpy_gemm and sum8, are always_inline). The choice names ISA features, not CPU models
+// ("arch=skylake-avx512" matches only that Intel model, so AMD CPUs ran the baseline). Plain
+// target() wrappers and __builtin_cpu_supports rather than target_clones, which Clang 14 rejects
+// with flatten and, without it, links to multiple definitions from inline functions.
+template <auto F>
+struct BestIsa;
+template <class... A, void (*F)(A...)>
+struct BestIsa<F> {
+  using Fn = void (*)(A...);
+  struct Version {
+    const char* isa;
+    Fn fn;
+  };
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FOFA_NO_XSIMD)
-#define FOFA_AUTOGRAD_CLONES __attribute__((target_clones("default", "avx2", "avx512f"), flatten))
+  [[gnu::target("avx512f"), gnu::flatten]] static void avx512(A... a) { F(a...); }
+  [[gnu::target("avx2"), gnu::flatten]] static void avx2(A... a) { F(a...); }
+  [[gnu::flatten]] static void baseline(A... a) { F(a...); }
+  // The versions this CPU runs, widest first: run() calls the first, the tests compare them all.
+  static std::vector<Version> versions() {
+    __builtin_cpu_init();
+    std::vector<Version> v;
+    if (__builtin_cpu_supports("avx512f")) v.push_back({"avx512f", &avx512});
+    if (__builtin_cpu_supports("avx2")) v.push_back({"avx2", &avx2});
+    v.push_back({"baseline", &baseline});
+    return v;
+  }
 #else
-#define FOFA_AUTOGRAD_CLONES
+  static std::vector<Version> versions() { return {{"portable", F}}; }
 #endif
+  static void run(A... a) {
+    static const Fn best = versions().front().fn;
+    best(a...);
+  }
+};
 
 // C[M,N] += a(i, p) B[K,N] with a(i, p) = A[i * sa + p * sp] (sa = K, sp = 1: A is [M,K]; sa = 1,
 // sp = M: A is [K,M] transposed). Full 4 x 32 tiles of C stay in registers across the K loop (the
 // axpy form would load and store C once per p); ragged edges use the plain axpy loop.
 template <class T>
-inline void axpy_gemm(index_t M, index_t N, index_t K, const T* A, index_t sa, index_t sp, const T* B, T* C) {
+[[gnu::always_inline]] inline void axpy_gemm(index_t M, index_t N, index_t K, const T* A, index_t sa, index_t sp,
+                                             const T* B, T* C) {
   constexpr index_t TM = 4, TN = 32;
   const index_t M4 = M / TM * TM, N32 = N / TN * TN;
   for (index_t i0 = 0; i0 < M4; i0 += TM) {
@@ -79,11 +109,11 @@ template <class T>
 inline void axpy_tn(index_t M, index_t N, index_t K, const T* A, const T* B, T* C) {
   axpy_gemm(M, N, K, A, 1, M, B, C);
 }
-FOFA_AUTOGRAD_CLONES inline void axpy_nn_f32(index_t M, index_t N, index_t K, const float* A, const float* B, float* C) {
-  axpy_nn(M, N, K, A, B, C);
+inline void axpy_nn_f32(index_t M, index_t N, index_t K, const float* A, const float* B, float* C) {
+  BestIsa<&axpy_nn<float>>::run(M, N, K, A, B, C);
 }
-FOFA_AUTOGRAD_CLONES inline void axpy_tn_f32(index_t M, index_t N, index_t K, const float* A, const float* B, float* C) {
-  axpy_tn(M, N, K, A, B, C);
+inline void axpy_tn_f32(index_t M, index_t N, index_t K, const float* A, const float* B, float* C) {
+  BestIsa<&axpy_tn<float>>::run(M, N, K, A, B, C);
 }
 
 }  // namespace detail
@@ -290,8 +320,8 @@ inline float exp_nonpositive(float z) {
   return p * scale;
 }
 // gx += gelu'(x) gy from x and y = gelu(x): Phi(x) = y / x (its series near 0), phi from exp.
-FOFA_AUTOGRAD_CLONES inline void gelu_backward_f32(index_t n, const float* __restrict x, const float* __restrict y,
-                                                   const float* __restrict gy, float* __restrict gx) {
+inline void gelu_backward_f32_loop(index_t n, const float* __restrict x, const float* __restrict y,
+                                   const float* __restrict gy, float* __restrict gx) {
   constexpr float inv_sqrt2pi = 0.39894228040143267794f;
   for (index_t i = 0; i < n; ++i) {
     const float xi = x[i];
@@ -302,6 +332,9 @@ FOFA_AUTOGRAD_CLONES inline void gelu_backward_f32(index_t n, const float* __res
     const float pdf = inv_sqrt2pi * exp_nonpositive(-0.5f * xi * xi);
     gx[i] += (cdf + xi * pdf) * gy[i];
   }
+}
+inline void gelu_backward_f32(index_t n, const float* x, const float* y, const float* gy, float* gx) {
+  BestIsa<&gelu_backward_f32_loop>::run(n, x, y, gy, gx);
 }
 }  // namespace detail
 
@@ -393,10 +426,9 @@ inline void dropout_forward(index_t n, std::uint32_t k0, std::uint32_t k1, std::
     y[i] = a[i] * mask[i];
   }
 }
-FOFA_AUTOGRAD_CLONES inline void dropout_forward_f32(index_t n, std::uint32_t k0, std::uint32_t k1,
-                                                     std::uint32_t threshold, float scale, const float* a, float* y,
-                                                     float* mask) {
-  dropout_forward<float>(n, k0, k1, threshold, scale, a, y, mask);
+inline void dropout_forward_f32(index_t n, std::uint32_t k0, std::uint32_t k1, std::uint32_t threshold, float scale,
+                                const float* a, float* y, float* mask) {
+  BestIsa<&dropout_forward<float>>::run(n, k0, k1, threshold, scale, a, y, mask);
 }
 // The keep threshold of dropout probability p in [0, 1): P(h >= threshold) = 1 - p to 2^-32.
 inline std::uint32_t dropout_threshold(double p) {
@@ -441,10 +473,10 @@ inline void residual_dropout_forward(index_t R, index_t C, std::uint32_t k0, std
       y[i] = base[i] + mask[i] * (row ? z[i] * row[c] : z[i]);
     }
 }
-FOFA_AUTOGRAD_CLONES inline void residual_dropout_forward_f32(index_t R, index_t C, std::uint32_t k0, std::uint32_t k1,
-                                                              std::uint32_t threshold, float scale, const float* base,
-                                                              const float* z, const float* row, float* y, float* mask) {
-  residual_dropout_forward<float>(R, C, k0, k1, threshold, scale, base, z, row, y, mask);
+inline void residual_dropout_forward_f32(index_t R, index_t C, std::uint32_t k0, std::uint32_t k1,
+                                         std::uint32_t threshold, float scale, const float* base, const float* z,
+                                         const float* row, float* y, float* mask) {
+  BestIsa<&residual_dropout_forward<float>>::run(R, C, k0, k1, threshold, scale, base, z, row, y, mask);
 }
 // The backward of residual_dropout: gb += gy; gz += mask gy row; grow += sum_r mask gy z (mask and
 // row may be nullptr: all ones; grow only with row).
@@ -473,10 +505,9 @@ inline void residual_dropout_backward(index_t R, index_t C, const T* __restrict 
     }
   }
 }
-FOFA_AUTOGRAD_CLONES inline void residual_dropout_backward_f32(index_t R, index_t C, const float* yg, const float* mask,
-                                                               const float* zv, const float* rv, float* bg, float* zg,
-                                                               float* rg) {
-  residual_dropout_backward<float>(R, C, yg, mask, zv, rv, bg, zg, rg);
+inline void residual_dropout_backward_f32(index_t R, index_t C, const float* yg, const float* mask, const float* zv,
+                                          const float* rv, float* bg, float* zg, float* rg) {
+  BestIsa<&residual_dropout_backward<float>>::run(R, C, yg, mask, zv, rv, bg, zg, rg);
 }
 }  // namespace detail
 
@@ -739,8 +770,9 @@ Var matmul_acc(Tape<T>& t, Var a, Var b, Var y) {
 
 namespace detail {
 // sum_c f(c) over [0, n) in 8 interleaved partial sums (vectorisable without reassociation flags).
+// always_inline: see BestIsa.
 template <class T, class F>
-inline T sum8(index_t n, F f) {
+[[gnu::always_inline]] inline T sum8(index_t n, F f) {
   T acc[8] = {};
   index_t c = 0;
   for (; c + 8 <= n; c += 8)
@@ -783,14 +815,13 @@ inline void layernorm_backward(index_t R, index_t C, const T* __restrict yg, con
     for (index_t c = 0; c < C; ++c) gx[c] += rstd[r] * (g[c] * gv[c] - mean_gg - xh[c] * mean_ggx);
   }
 }
-FOFA_AUTOGRAD_CLONES inline void layernorm_forward_f32(index_t R, index_t C, const float* xv, const float* gv,
-                                                       const float* bv, float eps, float* xhat, float* rstd, float* yv) {
-  layernorm_forward<float>(R, C, xv, gv, bv, eps, xhat, rstd, yv);
+inline void layernorm_forward_f32(index_t R, index_t C, const float* xv, const float* gv, const float* bv, float eps,
+                                  float* xhat, float* rstd, float* yv) {
+  BestIsa<&layernorm_forward<float>>::run(R, C, xv, gv, bv, eps, xhat, rstd, yv);
 }
-FOFA_AUTOGRAD_CLONES inline void layernorm_backward_f32(index_t R, index_t C, const float* yg, const float* xhat,
-                                                        const float* rstd, const float* gv, float* xg, float* gg,
-                                                        float* bg) {
-  layernorm_backward<float>(R, C, yg, xhat, rstd, gv, xg, gg, bg);
+inline void layernorm_backward_f32(index_t R, index_t C, const float* yg, const float* xhat, const float* rstd,
+                                   const float* gv, float* xg, float* gg, float* bg) {
+  BestIsa<&layernorm_backward<float>>::run(R, C, yg, xhat, rstd, gv, xg, gg, bg);
 }
 }  // namespace detail
 

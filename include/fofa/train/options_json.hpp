@@ -27,7 +27,10 @@ namespace fofa::train {
 inline TrainerOptions trainer_options_from_json(const nlohmann::json& j) {
   FOFA_CHECK(j.is_object(), "\"train\" must be a JSON object");
   TrainerOptions o;
-  for (const auto& [key, v] : j.items()) {
+  // Named, not structured bindings: the lambdas below capture them (Clang before 16 can't).
+  for (const auto& item : j.items()) {
+    const std::string& key = item.key();
+    const nlohmann::json& v = item.value();
     auto num = [&](auto& dst) {
       FOFA_CHECK(v.is_number(), "train.", key, " must be a number, got ", v.dump());
       using D = std::remove_reference_t<decltype(dst)>;
