@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds and runs every fofa test: Release and ASan+UBSan builds, the live PyTorch comparisons,
-# the aarch64 NEON kernel tests under qemu-user and a short fuzzing pass. Installs missing
-# Debian packages first. Build trees go to ./build/ (override with FOFA_BUILD_ROOT).
+# Builds and runs every fofa test: Release builds with GCC and Clang, an ASan+UBSan build, the live
+# PyTorch comparisons, the aarch64 NEON kernel tests under qemu-user and a short fuzzing pass.
+# Installs missing Debian packages first. Build trees go to ./build/ (override with FOFA_BUILD_ROOT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -23,6 +23,12 @@ echo "== Release build"
 cmake -S . -B "$out/release" -DCMAKE_BUILD_TYPE=Release -DFOFA_TORCH_TESTS=ON >/dev/null
 cmake --build "$out/release" -j "$jobs"
 run_ctest release "$out/release"
+
+echo "== Clang build (clang++-14, -Werror: the headers must build and pass with both compilers)"
+cmake -S . -B "$out/clang" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang++-14 \
+  -DCMAKE_CXX_FLAGS="-Werror" >/dev/null
+cmake --build "$out/clang" -j "$jobs"
+run_ctest clang "$out/clang" -LE torch
 
 echo "== ASan+UBSan build"
 cmake -S . -B "$out/sanitize" -DCMAKE_BUILD_TYPE=Debug -DFOFA_SANITIZE=ON -DFOFA_BUILD_BENCH=OFF \
