@@ -18,6 +18,15 @@ inline std::uint64_t splitmix64(std::uint64_t& x) {
   return z ^ (z >> 31);
 }
 
+// The high 64 bits of the 128-bit product a * b, from 32-bit halves: the same number as
+// ((unsigned __int128)a * b) >> 64 without the type, which 32-bit targets, MSVC and -Wpedantic lack.
+inline std::uint64_t mul_high64(std::uint64_t a, std::uint64_t b) {
+  const std::uint64_t a0 = a & 0xFFFFFFFFu, a1 = a >> 32, b0 = b & 0xFFFFFFFFu, b1 = b >> 32;
+  const std::uint64_t p00 = a0 * b0, p01 = a0 * b1, p10 = a1 * b0, p11 = a1 * b1;
+  const std::uint64_t mid = (p00 >> 32) + (p01 & 0xFFFFFFFFu) + (p10 & 0xFFFFFFFFu);  // < 3 * 2^32
+  return p11 + (p01 >> 32) + (p10 >> 32) + (mid >> 32);
+}
+
 class Rng {
  public:
   explicit Rng(std::uint64_t seed = 0, std::uint64_t stream = 0) {
@@ -36,9 +45,7 @@ class Rng {
     return result;
   }
   // Uniform integer in [0, n), n > 0 (Lemire's multiply-shift; bias < 2^-32 for our n).
-  std::uint64_t below(std::uint64_t n) {
-    return static_cast<std::uint64_t>((static_cast<unsigned __int128>(next()) * n) >> 64);
-  }
+  std::uint64_t below(std::uint64_t n) { return mul_high64(next(), n); }
   // Uniform double in [0, 1).
   double uniform() { return static_cast<double>(next() >> 11) * 0x1.0p-53; }
   // Uniform double in the open interval (0, 1), safe for log().
