@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Builds and runs every fofa test: Release builds with GCC and Clang, an ASan+UBSan build, the live
-# PyTorch comparisons, the aarch64 NEON kernel tests under qemu-user and a short fuzzing pass.
-# Installs missing Debian packages first. Build trees go to ./build/ (override with FOFA_BUILD_ROOT).
+# Builds and runs every fofa test: Release builds with GCC, with Clang and without xsimd, an
+# ASan+UBSan build, the live PyTorch comparisons, the aarch64 NEON kernel tests under qemu-user and
+# a short fuzzing pass. Installs missing Debian packages first. Build trees go to ./build/ (override
+# with FOFA_BUILD_ROOT).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$(pwd)
@@ -29,6 +30,11 @@ cmake -S . -B "$out/clang" -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_COMPILER=clang
   -DCMAKE_CXX_FLAGS="-Werror" >/dev/null
 cmake --build "$out/clang" -j "$jobs"
 run_ctest clang "$out/clang" -LE torch
+
+echo "== Scalar build (FOFA_USE_XSIMD=OFF: every header's portable fallback, as without xsimd)"
+cmake -S . -B "$out/scalar" -DCMAKE_BUILD_TYPE=Release -DFOFA_USE_XSIMD=OFF -DFOFA_BUILD_BENCH=OFF >/dev/null
+cmake --build "$out/scalar" -j "$jobs"
+run_ctest scalar "$out/scalar" -LE torch
 
 echo "== ASan+UBSan build"
 cmake -S . -B "$out/sanitize" -DCMAKE_BUILD_TYPE=Debug -DFOFA_SANITIZE=ON -DFOFA_BUILD_BENCH=OFF \
