@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <numbers>
 #include <string>
 #include <vector>
@@ -51,13 +52,25 @@ const index_t kSizes[] = {1, 3, 7, 8, 15, 16, 17, 31, 33, 50, 64, 65, 97};
 
 }  // namespace
 
-TEST_CASE("BestIsa lists the baseline version last and run() uses the first") {
-  const auto versions = BestIsa<&autograd::detail::axpy_nn<float>>::versions();
+// Also run by ctest with FOFA_ISA=scalar and FOFA_ISA=avx2 (tests/autograd/extra.cmake).
+TEST_CASE("BestIsa lists the versions widest first; run() takes the first, or the one FOFA_ISA names") {
+  using B = BestIsa<&autograd::detail::axpy_nn<float>>;
+  const auto versions = B::versions();
   REQUIRE(!versions.empty());
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FOFA_NO_XSIMD)
   CHECK(std::string(versions.back().isa) == "baseline");
-  CHECK(versions.size() == 1 + (__builtin_cpu_supports("avx512f") ? 1 : 0) + (__builtin_cpu_supports("avx2") ? 1 : 0));
+  CHECK(versions.size() == 1 + (__builtin_cpu_supports("avx512f") ? 1 : 0) +
+                              (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0));
 #endif
+  const char* forced = std::getenv("FOFA_ISA");
+  std::string want = forced ? forced : "";
+  if (want == "scalar") want = "baseline";
+  auto expected = versions.front().fn;
+  for (const auto& v : versions)
+    if (want == v.isa) expected = v.fn;
+  INFO("FOFA_ISA=", std::string(forced ? forced : "(unset)"));
+  CHECK((B::chosen() == expected));  // parenthesised: doctest cannot print function pointers
+  if (forced && want == "baseline") CHECK((B::chosen() == versions.back().fn));
 }
 
 TEST_CASE("axpy_nn and axpy_tn: every ISA version matches the double loop") {

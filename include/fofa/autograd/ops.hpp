@@ -12,8 +12,10 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <span>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -25,15 +27,17 @@ namespace fofa::autograd {
 
 namespace detail {
 
-// BestIsa<&f>::run(args...) calls f compiled for the widest of AVX-512F, AVX2 and baseline
-// x86-64 that the CPU has, chosen on the first call. The library's users build for baseline
-// x86-64, so the autograd's float loops below would otherwise run at SSE2 width; the double
-// instances (gradient checks) call f directly. Each wrapper is flattened so f and the templates it
-// calls are compiled for the wrapper's ISA (Clang 14 flattens one level only, so the helpers two
-// calls down, axpy_gemm and sum8, are always_inline). The choice names ISA features, not CPU models
-// ("arch=skylake-avx512" matches only that Intel model, so AMD CPUs ran the baseline). Plain
-// target() wrappers and __builtin_cpu_supports rather than target_clones, which Clang 14 rejects
-// with flatten and, without it, links to multiple definitions from inline functions.
+// BestIsa<&f>::run(args...) calls f compiled for the widest of AVX-512F, AVX2 + FMA and baseline
+// x86-64 that the CPU has, chosen on the first call. The library's users build for baseline x86-64,
+// so the autograd's float loops below would otherwise run at SSE2 width; the double instances
+// (gradient checks) call f directly. FOFA_ISA=avx512|avx2|scalar, the kernels' override (scalar:
+// baseline here), picks that version instead when the CPU runs it, so a forced ISA holds for the
+// whole training step. Each wrapper is flattened so f and the templates it calls are compiled for
+// its ISA (Clang 14 flattens one level only, so the helpers two calls down, axpy_gemm and sum8, are
+// always_inline). The choice names ISA features, not CPU models ("arch=skylake-avx512" matches only
+// that Intel model, so AMD CPUs ran the baseline). Plain target() wrappers and
+// __builtin_cpu_supports rather than target_clones, which Clang 14 rejects with flatten and,
+// without it, links to multiple definitions from inline functions.
 template <auto F>
 struct BestIsa;
 template <class... A, void (*F)(A...)>
@@ -45,24 +49,33 @@ struct BestIsa<F> {
   };
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FOFA_NO_XSIMD)
   [[gnu::target("avx512f"), gnu::flatten]] static void avx512(A... a) { F(a...); }
-  [[gnu::target("avx2"), gnu::flatten]] static void avx2(A... a) { F(a...); }
+  [[gnu::target("avx2,fma"), gnu::flatten]] static void avx2(A... a) { F(a...); }
   [[gnu::flatten]] static void baseline(A... a) { F(a...); }
-  // The versions this CPU runs, widest first: run() calls the first, the tests compare them all.
+  // The versions this CPU runs, widest first (run()'s default); the tests compare them all.
   static std::vector<Version> versions() {
     __builtin_cpu_init();
     std::vector<Version> v;
-    if (__builtin_cpu_supports("avx512f")) v.push_back({"avx512f", &avx512});
-    if (__builtin_cpu_supports("avx2")) v.push_back({"avx2", &avx2});
+    if (__builtin_cpu_supports("avx512f")) v.push_back({"avx512", &avx512});
+    if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) v.push_back({"avx2", &avx2});
     v.push_back({"baseline", &baseline});
     return v;
   }
 #else
   static std::vector<Version> versions() { return {{"portable", F}}; }
 #endif
-  static void run(A... a) {
-    static const Fn best = versions().front().fn;
-    best(a...);
+  // The version run() calls, chosen once.
+  static Fn chosen() {
+    static const Fn fn = [] {
+      const std::vector<Version> v = versions();
+      const char* forced = std::getenv("FOFA_ISA");
+      const std::string want = !forced ? "" : std::strcmp(forced, "scalar") == 0 ? "baseline" : forced;
+      for (const Version& x : v)
+        if (want == x.isa) return x.fn;
+      return v.front().fn;
+    }();
+    return fn;
   }
+  static void run(A... a) { chosen()(a...); }
 };
 
 // C[M,N] += a(i, p) B[K,N] with a(i, p) = A[i * sa + p * sp] (sa = K, sp = 1: A is [M,K]; sa = 1,
@@ -297,13 +310,26 @@ Var select_blend(Tape<T>& t, Var gate, index_t k, Var a, Var b) {
 enum class Unary { relu, gelu, tanh, sigmoid };
 
 namespace detail {
+// c ? a : b on the bits. GCC turns some float selects into conditional arithmetic (a division, a
+// float -> int conversion), which -ftrapping-math keeps from vectorising without AVX-512's masks:
+// gelu_backward's AVX2 version stayed scalar. Integer selects vectorise everywhere.
+inline float select_bits(bool c, float a, float b) {
+  std::uint32_t ab, bb;
+  std::memcpy(&ab, &a, sizeof ab);
+  std::memcpy(&bb, &b, sizeof bb);
+  const std::uint32_t m = 0u - static_cast<std::uint32_t>(c);
+  const std::uint32_t r = (ab & m) | (bb & ~m);
+  float out;
+  std::memcpy(&out, &r, sizeof out);
+  return out;
+}
 // exp(z) for z <= 0 (Cephes expf: range reduction by ln 2, degree-6 polynomial, exponent bits),
 // within 2 ulp of std::exp, in plain arithmetic so the compiler vectorises loops over it.
 inline float exp_nonpositive(float z) {
   // Clamp into [-87, 0] with selects that also map NaN to -87: the float -> int conversion below
   // must never see NaN or a large value (undefined behaviour; UBSan). A NaN input still reaches the
   // callers' results through their other terms (gelu_backward: y / x).
-  z = z > -87.0f ? (z < 0.0f ? z : 0.0f) : -87.0f;
+  z = select_bits(z > -87.0f, select_bits(z < 0.0f, z, 0.0f), -87.0f);
   // Round to nearest with the 1.5 * 2^23 trick (floor() would not vectorise under -ftrapping-math).
   const float n = (z * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   const float r = (z - n * 0.693359375f) + n * 2.12194440e-4f;
@@ -327,8 +353,8 @@ inline void gelu_backward_f32_loop(index_t n, const float* __restrict x, const f
     const float xi = x[i];
     // Branch-free (selects of computed values) so the loop vectorises under -ftrapping-math.
     const bool near0 = std::abs(xi) < 1e-3f;
-    const float q = y[i] / (near0 ? 1.0f : xi);
-    const float cdf = near0 ? 0.5f + inv_sqrt2pi * xi : q;
+    const float q = y[i] / select_bits(near0, 1.0f, xi);
+    const float cdf = select_bits(near0, 0.5f + inv_sqrt2pi * xi, q);
     const float pdf = inv_sqrt2pi * exp_nonpositive(-0.5f * xi * xi);
     gx[i] += (cdf + xi * pdf) * gy[i];
   }
