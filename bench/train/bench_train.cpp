@@ -17,8 +17,12 @@
 //   a 1-thread step's packed-GEMM time goes, by shape (kernels::gemm_observer), each shape's
 //   in-situ GFLOP/s beside the same product repeated with its operands hot in cache, measured
 //   right after the steps. The observer's clock reads (two per GEMM call) are in the step time.
+//   fofa-bench-train --loops   instead times every ISA version this CPU runs of the autograd's own
+//   float loops (autograd::detail::BestIsa: GELU backward, dropout, residual dropout, LayerNorm) on
+//   one sample's shapes, with each version's speed-up over the baseline x86-64 version.
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <exception>
@@ -170,6 +174,73 @@ int run(const ModelConfig& cfg, const SplitData& data, const std::string& system
 
 }  // namespace gemm_profile
 
+namespace loops {
+
+// Best of 7 rounds of >= 5 ms each, in microseconds per call.
+template <class F>
+double micros_per_call(F&& call) {
+  double best = 1e30;
+  for (int round = 0; round < 7; ++round) {
+    long calls = 0;
+    const auto t0 = std::chrono::steady_clock::now();
+    double s = 0;
+    do {
+      for (int k = 0; k < 16; ++k) call();
+      calls += 16;
+      s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    } while (s < 5e-3);
+    best = std::min(best, s / static_cast<double>(calls) * 1e6);
+  }
+  return best;
+}
+
+// One line per version of loop F: time of call(version's function), speed-up over the last
+// (baseline) version.
+template <auto F, class Call>
+void report(const char* what, Call call) {
+  const auto versions = autograd::detail::BestIsa<F>::versions();
+  std::vector<double> us;
+  for (const auto& v : versions) us.push_back(micros_per_call([&] { call(v.fn); }));
+  for (std::size_t i = 0; i < versions.size(); ++i)
+    std::printf("%-36s %-9s %9.2f us  %5.2fx\n", what, versions[i].isa, us[i], us.back() / us[i]);
+}
+
+int run() {
+  constexpr index_t R = 50, D = 64, F = 256;  // one sample: 50 rows, width 64, FFN 256
+  Rng rng(5);
+  auto vec = [&](index_t n, double scale) {
+    std::vector<float> v(static_cast<std::size_t>(n));
+    for (float& x : v) x = static_cast<float>(scale * rng.normal());
+    return v;
+  };
+  std::vector<float> x = vec(R * F, 2.0), y(x.size()), gy = vec(R * F, 1.0), gx(x.size()), mask(x.size());
+  for (std::size_t i = 0; i < x.size(); ++i) y[i] = static_cast<float>(0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0))));
+  std::vector<float> a = vec(R * D, 1.0), b = vec(R * D, 1.0), row = vec(D, 1.0), o(a.size()), m(a.size());
+  std::vector<float> g = vec(D, 1.0), beta = vec(D, 1.0), xhat(a.size()), rstd(R), gg(D), gb(D), ga(a.size());
+  const std::uint32_t thr = autograd::detail::dropout_threshold(0.2);
+  namespace d = autograd::detail;
+  std::printf("autograd float loops, one sample (%d rows; width %d, FFN %d), best of 7 rounds\n", int(R), int(D), int(F));
+  std::printf("%-36s %-9s %12s  %s\n", "loop [shape]", "version", "per call", "vs baseline");
+  report<&d::gelu_backward_f32_loop>("gelu_backward [50 x 256]", [&](auto fn) { fn(R * F, x.data(), y.data(), gy.data(), gx.data()); });
+  report<&d::dropout_forward<float>>("dropout_forward [50 x 256]",
+                                     [&](auto fn) { fn(R * F, 1u, 2u, thr, 1.25f, x.data(), y.data(), mask.data()); });
+  report<&d::residual_dropout_forward<float>>("residual_dropout_forward [50 x 64]", [&](auto fn) {
+    fn(R, D, 3u, 4u, thr, 1.25f, a.data(), b.data(), row.data(), o.data(), m.data());
+  });
+  report<&d::residual_dropout_backward<float>>("residual_dropout_backward [50 x 64]", [&](auto fn) {
+    fn(R, D, a.data(), m.data(), b.data(), row.data(), ga.data(), o.data(), gg.data());
+  });
+  report<&d::layernorm_forward<float>>("layernorm_forward [50 x 64]", [&](auto fn) {
+    fn(R, D, a.data(), g.data(), beta.data(), 1e-8f, xhat.data(), rstd.data(), o.data());
+  });
+  report<&d::layernorm_backward<float>>("layernorm_backward [50 x 64]", [&](auto fn) {
+    fn(R, D, b.data(), xhat.data(), rstd.data(), g.data(), ga.data(), gg.data(), gb.data());
+  });
+  return 0;
+}
+
+}  // namespace loops
+
 // A count argument: a whole number >= 1, else -1.
 static int positive_count(const std::string& v) {
   std::size_t used = 0;
@@ -185,6 +256,7 @@ static int positive_count(const std::string& v) {
 int main(int argc, char** argv) {
   const char* usage =
       "usage: fofa-bench-train [--steps N] [--system forward_ofa|static] [--threads N] [--gemm-profile]\n"
+      "       fofa-bench-train --loops\n"
       "  N >= 1; --gemm-profile always runs 1 thread\n";
   int steps = 5;
   std::string system = "forward_ofa";
@@ -196,6 +268,7 @@ int main(int argc, char** argv) {
       profile = true;
       continue;
     }
+    if (a == "--loops" && argc == 2) return loops::run();
     if (i + 1 >= argc || (a != "--steps" && a != "--system" && a != "--threads")) {
       std::cerr << usage;
       return 2;
