@@ -89,6 +89,20 @@ struct BenchTrainer {
   }
 };
 
+// Seconds per call of run(), called in batches of 16 until min_seconds have passed.
+template <class F>
+double seconds_per_call(F&& run, double min_seconds) {
+  long calls = 0;
+  double elapsed = 0;
+  const auto t0 = std::chrono::steady_clock::now();
+  do {
+    for (int i = 0; i < 16; ++i) run();
+    calls += 16;
+    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  } while (elapsed < min_seconds);
+  return elapsed / static_cast<double>(calls);
+}
+
 namespace gemm_profile {
 
 struct Shape {
@@ -123,15 +137,7 @@ double hot_gflops(const Shape& s) {
   const index_t rsx = s.x_transposed ? 1 : s.K, csx = s.x_transposed ? s.M : 1;
   auto run = [&] { kt.gemm_range(s.M, x.data(), rsx, csx, pw, 0, s.K, s.N, y.data(), s.N, kernels::Activation::none, true); };
   run();
-  long reps = 0;
-  double elapsed = 0;
-  const auto t0 = std::chrono::steady_clock::now();
-  do {
-    for (int i = 0; i < 16; ++i) run();
-    reps += 16;
-    elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  } while (elapsed < 0.02);
-  return 2.0 * static_cast<double>(s.M * s.N * s.K) * static_cast<double>(reps) / elapsed * 1e-9;
+  return 2.0 * static_cast<double>(s.M * s.N * s.K) / seconds_per_call(run, 0.02) * 1e-9;
 }
 
 int run(const ModelConfig& cfg, const SplitData& data, const std::string& system, int steps) {
@@ -180,17 +186,7 @@ namespace loops {
 template <class F>
 double micros_per_call(F&& call) {
   double best = 1e30;
-  for (int round = 0; round < 7; ++round) {
-    long calls = 0;
-    const auto t0 = std::chrono::steady_clock::now();
-    double s = 0;
-    do {
-      for (int k = 0; k < 16; ++k) call();
-      calls += 16;
-      s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    } while (s < 5e-3);
-    best = std::min(best, s / static_cast<double>(calls) * 1e6);
-  }
+  for (int round = 0; round < 7; ++round) best = std::min(best, seconds_per_call(call, 5e-3) * 1e6);
   return best;
 }
 
@@ -214,14 +210,17 @@ int run() {
     return v;
   };
   std::vector<float> x = vec(R * F, 2.0), y(x.size()), gy = vec(R * F, 1.0), gx(x.size()), mask(x.size());
-  for (std::size_t i = 0; i < x.size(); ++i) y[i] = static_cast<float>(0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0))));
+  for (std::size_t i = 0; i < x.size(); ++i)
+    y[i] = static_cast<float>(0.5 * x[i] * (1.0 + std::erf(x[i] / std::sqrt(2.0))));
   std::vector<float> a = vec(R * D, 1.0), b = vec(R * D, 1.0), row = vec(D, 1.0), o(a.size()), m(a.size());
   std::vector<float> g = vec(D, 1.0), beta = vec(D, 1.0), xhat(a.size()), rstd(R), gg(D), gb(D), ga(a.size());
   const std::uint32_t thr = autograd::detail::dropout_threshold(0.2);
   namespace d = autograd::detail;
-  std::printf("autograd float loops, one sample (%d rows; width %d, FFN %d), best of 7 rounds\n", int(R), int(D), int(F));
+  std::printf("autograd float loops, one sample (%d rows; width %d, FFN %d), best of 7 rounds\n", int(R), int(D),
+              int(F));
   std::printf("%-36s %-9s %12s  %s\n", "loop [shape]", "version", "per call", "vs baseline");
-  report<&d::gelu_backward_f32_loop>("gelu_backward [50 x 256]", [&](auto fn) { fn(R * F, x.data(), y.data(), gy.data(), gx.data()); });
+  report<&d::gelu_backward_f32_loop>("gelu_backward [50 x 256]",
+                                     [&](auto fn) { fn(R * F, x.data(), y.data(), gy.data(), gx.data()); });
   report<&d::dropout_forward<float>>("dropout_forward [50 x 256]",
                                      [&](auto fn) { fn(R * F, 1u, 2u, thr, 1.25f, x.data(), y.data(), mask.data()); });
   report<&d::residual_dropout_forward<float>>("residual_dropout_forward [50 x 64]", [&](auto fn) {

@@ -57,7 +57,7 @@ TEST_CASE("BestIsa lists the versions widest first; run() takes the first, or th
   using B = BestIsa<&autograd::detail::axpy_nn<float>>;
   const auto versions = B::versions();
   REQUIRE(!versions.empty());
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FOFA_NO_XSIMD)
+#ifdef FOFA_AUTOGRAD_ISA_VERSIONS
   CHECK(std::string(versions.back().isa) == "baseline");
   CHECK(versions.size() == 1 + (__builtin_cpu_supports("avx512f") ? 1 : 0) +
                               (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") ? 1 : 0));
@@ -173,8 +173,8 @@ TEST_CASE("layernorm forward and backward: every ISA version matches the double 
       const index_t n = R * C;
       Buffer x(n, rng), g(C, rng), b(C, rng), yg(n, rng), xg0(n, rng), gg0(C, rng), bg0(C, rng);
       std::vector<double> xhat(static_cast<std::size_t>(n)), rstd(static_cast<std::size_t>(R)), y(xhat.size());
-      autograd::detail::layernorm_forward<double>(R, C, x.d.data(), g.d.data(), b.d.data(), 1e-5, xhat.data(), rstd.data(),
-                                                  y.data());
+      autograd::detail::layernorm_forward<double>(R, C, x.d.data(), g.d.data(), b.d.data(), 1e-5, xhat.data(),
+                                                  rstd.data(), y.data());
       std::vector<double> xg = xg0.d, gg = gg0.d, bg = bg0.d;
       autograd::detail::layernorm_backward<double>(R, C, yg.d.data(), xhat.data(), rstd.data(), g.d.data(), xg.data(),
                                                    gg.data(), bg.data());

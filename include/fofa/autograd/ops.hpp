@@ -38,6 +38,9 @@ namespace detail {
 // that Intel model, so AMD CPUs ran the baseline). Plain target() wrappers and
 // __builtin_cpu_supports rather than target_clones, which Clang 14 rejects with flatten and,
 // without it, links to multiple definitions from inline functions.
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FOFA_NO_XSIMD)
+#define FOFA_AUTOGRAD_ISA_VERSIONS 1  // BestIsa has the three x86-64 versions
+#endif
 template <auto F>
 struct BestIsa;
 template <class... A, void (*F)(A...)>
@@ -47,7 +50,7 @@ struct BestIsa<F> {
     const char* isa;
     Fn fn;
   };
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__)) && !defined(FOFA_NO_XSIMD)
+#ifdef FOFA_AUTOGRAD_ISA_VERSIONS
   [[gnu::target("avx512f"), gnu::flatten]] static void avx512(A... a) { F(a...); }
   [[gnu::target("avx2,fma"), gnu::flatten]] static void avx2(A... a) { F(a...); }
   [[gnu::flatten]] static void baseline(A... a) { F(a...); }
