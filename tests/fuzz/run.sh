@@ -8,7 +8,7 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${2:-${FOFA_BUILD_DIR:-$root/build-fuzz}}
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFOFA_FUZZ=ON -DFOFA_BUILD_TESTS=ON -DFOFA_BUILD_BENCH=OFF -DFOFA_BUILD_EXAMPLES=OFF -DFOFA_DISPATCH=OFF >/dev/null
-targets=(fuzz_zip fuzz_pickle fuzz_fofa_file fuzz_safetensors)
+targets=(fuzz_zip fuzz_pickle fuzz_fofa_file fuzz_safetensors fuzz_dataset fuzz_config)
 make -C "$build" -j"${FUZZ_JOBS:-2}" "${targets[@]}" >/dev/null
 for t in "${targets[@]}"; do
   work=$(mktemp -d)
