@@ -8,7 +8,10 @@ root=$(cd "$(dirname "$0")/../.." && pwd)
 build=${2:-${FOFA_BUILD_DIR:-$root/build-fuzz}}
 cmake -S "$root" -B "$build" -DCMAKE_CXX_COMPILER=clang++-14 -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFOFA_FUZZ=ON -DFOFA_BUILD_TESTS=ON -DFOFA_BUILD_BENCH=OFF -DFOFA_BUILD_EXAMPLES=OFF -DFOFA_DISPATCH=OFF >/dev/null
-targets=(fuzz_zip fuzz_pickle fuzz_fofa_file fuzz_safetensors fuzz_dataset fuzz_config)
+# Every target has its seeds in corpus/<target> (CMakeLists.txt lists the targets), so the
+# directories name them here and a new fuzzer is added in one place.
+targets=()
+for dir in "$root"/tests/fuzz/corpus/*/; do targets+=("$(basename "$dir")"); done
 make -C "$build" -j"${FUZZ_JOBS:-2}" "${targets[@]}" >/dev/null
 for t in "${targets[@]}"; do
   work=$(mktemp -d)
