@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 
 #include <xsimd/xsimd.hpp>
@@ -322,17 +323,44 @@ inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, c
 }
 
 // The panels of gemm_range, bounds already checked.
+// The half-width vector of a family (void: none). On AVX-512 a panel of at most 8 columns (the
+// mapper's rank-8 factors) would leave half of every FMA's lanes idle; 8-lane AVX2 vectors run the
+// same FMA chain per element, so the result is the same to the bit, in half the vector work.
+template <class Arch>
+struct HalfWidth {
+  using type = void;
+};
+#if XSIMD_WITH_AVX512BW && XSIMD_WITH_FMA3_AVX2
+template <>
+struct HalfWidth<xsimd::avx512bw> {
+  using type = xsimd::fma3<xsimd::avx2>;
+};
+#endif
+
 template <class Arch>
 inline void gemm_range_panels(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w,
                               index_t k_begin, index_t k_end, index_t n_end, float* y, index_t ldy, Activation act,
                               bool accumulate) {
   constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
+  using Half = typename HalfWidth<Arch>::type;
   const index_t K = w.K, N = w.N;
   for (index_t n0 = 0; n0 < n_end; n0 += NR) {
     const index_t ld = ((N - n0 < NR ? N - n0 : NR) + W - 1) / W * W;  // the panel's packed width
     const index_t nr = n_end - n0 < NR ? n_end - n0 : NR;
     const int nv = static_cast<int>((nr + W - 1) / W);
     const float* panel = w.data.data() + (n0 / NR) * (K + 1) * NR;
+    if constexpr (!std::is_void_v<Half>) {
+      if (nr <= Traits<Half>::W) {
+        const float *b = panel + k_begin * ld, *bias = panel + K * ld;
+        if (csx == 1)
+          gemm_panel<Half, 1, XLayout::rows>(M, k_end - k_begin, x + k_begin, rsx, 1, b, ld, bias, y + n0, ldy, nr,
+                                             act, accumulate);
+        else
+          gemm_panel<Half, 1, XLayout::cols>(M, k_end - k_begin, x + k_begin * csx, 1, csx, b, ld, bias, y + n0,
+                                             ldy, nr, act, accumulate);
+        continue;
+      }
+    }
     gemm_panel_nv<Arch>(nv, M, k_end - k_begin, x + k_begin * csx, rsx, csx, panel + k_begin * ld, ld, panel + K * ld,
                         y + n0, ldy, nr, act, accumulate);
   }
