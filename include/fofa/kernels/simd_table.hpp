@@ -322,7 +322,6 @@ inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, c
   out.family = family<Arch>();
 }
 
-// The panels of gemm_range, bounds already checked.
 // The half-width vector of a family (void: none). On AVX-512 a panel of at most 8 columns (the
 // mapper's rank-8 factors) would leave half of every FMA's lanes idle; 8-lane AVX2 vectors run the
 // same FMA chain per element, so the result is the same to the bit, in half the vector work.
@@ -337,6 +336,7 @@ struct HalfWidth<xsimd::avx512bw> {
 };
 #endif
 
+// The panels of gemm_range, bounds already checked.
 template <class Arch>
 inline void gemm_range_panels(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w,
                               index_t k_begin, index_t k_end, index_t n_end, float* y, index_t ldy, Activation act,
