@@ -9,6 +9,7 @@
 
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <limits>
 #include <random>
 #include <string>
@@ -151,6 +152,37 @@ TEST_CASE("pack_linear_t (weight given transposed) gives gemm bit-exact to refer
             t->gemm(M, x.data(), ldx, p, y.data(), ldy, Activation::none, accumulate);
             REQUIRE(count_far(y.data(), want.data(), y.size(), 0.0f, 0.0f) == 0);
           }
+        }
+      }
+    }
+  }
+}
+
+// pack_linear transposes whole blocks in registers and the rest element by element; pack_linear_t
+// of the transposed weight only copies rows. Same layout, so the same bytes, zero padding included.
+TEST_CASE("pack_linear packs the same bytes as pack_linear_t of the transposed weight over every block tail") {
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    for (index_t N : {1, 7, 8, 9, 15, 16, 17, 24, 31, 33, 63, 64, 65, 72, 129, 200}) {
+      for (index_t K : {0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 64, 80, 257}) {
+        CAPTURE(N); CAPTURE(K);
+        const index_t ldw = K + 3;
+        auto w = random_vec(static_cast<std::size_t>(N * ldw), static_cast<unsigned>(N * 17 + K));
+        auto b = random_vec(static_cast<std::size_t>(N), static_cast<unsigned>(N + 3));
+        std::vector<float> wt(static_cast<std::size_t>(K * N));
+        for (index_t n = 0; n < N; ++n)
+          for (index_t k = 0; k < K; ++k) wt[static_cast<std::size_t>(k * N + n)] = w[static_cast<std::size_t>(n * ldw + k)];
+        // Both buffers first hold a larger all-NaN pack, so every byte a pack fails to write shows.
+        const std::vector<float> nan(static_cast<std::size_t>((N + 40) * (K + 20)), std::numeric_limits<float>::quiet_NaN());
+        for (const float* bias : {static_cast<const float*>(nullptr), static_cast<const float*>(b.data())}) {
+          PackedMatrix direct, from_t;
+          t->pack_linear(N + 40, K + 20, nan.data(), K + 20, nan.data(), direct);
+          t->pack_linear(N + 40, K + 20, nan.data(), K + 20, nan.data(), from_t);
+          t->pack_linear(N, K, w.data(), ldw, bias, direct);
+          t->pack_linear_t(N, K, wt.data(), N, bias, from_t);
+          REQUIRE(direct.data.size() == from_t.data.size());
+          CHECK(std::memcmp(direct.data.data(), from_t.data.data(), direct.data.size() * sizeof(float)) == 0);
         }
       }
     }

@@ -281,6 +281,85 @@ inline void gemm_panel_nv(int nv, index_t M, index_t K, const float* x, index_t 
     gemm_panel_nv_layout<Arch, XLayout::cols>(nv, M, K, x, 1, csx, b, ldb, bias, y, ldy, n_valid, act, accumulate);
 }
 
+// The half-width vector of a family (void: none). On AVX-512 a panel of at most 8 columns (the
+// mapper's rank-8 factors) would leave half of every FMA's lanes idle; 8-lane AVX2 vectors run the
+// same FMA chain per element, so the result is the same to the bit, in half the vector work
+// (gemm_range_panels). pack_linear transposes the rows a 16 x 16 block leaves in 8 x 8 blocks.
+template <class Arch>
+struct HalfWidth {
+  using type = void;
+};
+#if XSIMD_WITH_AVX512BW && XSIMD_WITH_FMA3_AVX2
+template <>
+struct HalfWidth<xsimd::avx512bw> {
+  using type = xsimd::fma3<xsimd::avx2>;
+};
+#endif
+
+// Whether transpose_block has a version for this family (x86; NEON packs element by element).
+template <class Arch>
+inline constexpr bool has_transpose_block =
+#if defined(__AVX512F__)
+    Traits<Arch>::W == 16 ||
+#endif
+#if defined(__AVX2__)
+    Traits<Arch>::W == 8 ||
+#endif
+    false;
+
+// dst[k * ldd + i] = src[i * lds + k] for a W x W block, in registers. Pure data movement, so the
+// packed bits are the same as the element-by-element copy's.
+template <class Arch>
+FOFA_KERNELS_ALWAYS_INLINE inline void transpose_block(const float* src, index_t lds, float* dst, index_t ldd) {
+#if defined(__AVX512F__)
+  if constexpr (Traits<Arch>::W == 16) {
+    __m512 r[16], t[16];
+    for (int i = 0; i < 16; ++i) r[i] = _mm512_loadu_ps(src + i * lds);
+    for (int i = 0; i < 8; ++i) {  // per 128-bit lane: rows 2i, 2i+1 interleaved
+      t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 4; ++g) {  // r[4g + c], lane l: rows 4g..4g+3 of column 4l + c
+      r[4 * g] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+      r[4 * g + 1] = _mm512_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+      r[4 * g + 2] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+      r[4 * g + 3] = _mm512_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; ++c) {  // gather lane l of r[c], r[4 + c], r[8 + c], r[12 + c]: column 4l + c
+      const __m512 a = _mm512_shuffle_f32x4(r[c], r[4 + c], 0x88), b = _mm512_shuffle_f32x4(r[c], r[4 + c], 0xDD);
+      const __m512 e = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0x88), f = _mm512_shuffle_f32x4(r[8 + c], r[12 + c], 0xDD);
+      _mm512_storeu_ps(dst + c * ldd, _mm512_shuffle_f32x4(a, e, 0x88));
+      _mm512_storeu_ps(dst + (4 + c) * ldd, _mm512_shuffle_f32x4(b, f, 0x88));
+      _mm512_storeu_ps(dst + (8 + c) * ldd, _mm512_shuffle_f32x4(a, e, 0xDD));
+      _mm512_storeu_ps(dst + (12 + c) * ldd, _mm512_shuffle_f32x4(b, f, 0xDD));
+    }
+    return;
+  }
+#endif
+#if defined(__AVX2__)
+  if constexpr (Traits<Arch>::W == 8) {
+    __m256 r[8], t[8];
+    for (int i = 0; i < 8; ++i) r[i] = _mm256_loadu_ps(src + i * lds);
+    for (int i = 0; i < 4; ++i) {
+      t[2 * i] = _mm256_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+      t[2 * i + 1] = _mm256_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+    }
+    for (int g = 0; g < 2; ++g) {  // r[4g + c], lane l: rows 4g..4g+3 of column 4l + c
+      r[4 * g] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0x44);
+      r[4 * g + 1] = _mm256_shuffle_ps(t[4 * g], t[4 * g + 2], 0xEE);
+      r[4 * g + 2] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0x44);
+      r[4 * g + 3] = _mm256_shuffle_ps(t[4 * g + 1], t[4 * g + 3], 0xEE);
+    }
+    for (int c = 0; c < 4; ++c) {
+      _mm256_storeu_ps(dst + c * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x20));
+      _mm256_storeu_ps(dst + (4 + c) * ldd, _mm256_permute2f128_ps(r[c], r[4 + c], 0x31));
+    }
+    return;
+  }
+#endif
+  (void)src, (void)lds, (void)dst, (void)ldd;
+}
+
 template <class Arch>
 inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const float* bias, PackedMatrix& out) {
   constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
@@ -290,8 +369,37 @@ inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const
     const index_t n0 = p * NR, nr = N - n0 < NR ? N - n0 : NR;
     const index_t width = (nr + W - 1) / W * W;
     float* dst = out.data.data() + p * (K + 1) * NR;
-    for (index_t k = 0; k < K; ++k)
-      for (index_t j = 0; j < width; ++j) dst[k * width + j] = j < nr ? w[(n0 + j) * ldw + k] : 0.0f;
+    if (nr < width)  // zero padding: the last vector of every row, before the values that share it
+      for (index_t k = 0; k < K; ++k) Vec<Arch>(0.0f).store_unaligned(dst + k * width + width - W);
+    // Rows [j0, j1), columns [k0, K) element by element.
+    auto copy = [&](index_t j0, index_t j1, index_t k0) {
+      for (index_t k = k0; k < K; ++k)
+        for (index_t j = j0; j < j1; ++j) dst[k * width + j] = w[(n0 + j) * ldw + k];
+    };
+    // Square blocks of whole rows and columns in registers: W x W, then (AVX-512) 8 x 8 for the
+    // rows left; what no block covers one by one.
+    index_t j_done = 0;
+    if constexpr (has_transpose_block<Arch>) {
+      j_done = nr / W * W;
+      const index_t k_done = K / W * W;
+      for (index_t j = 0; j < j_done; j += W)
+        for (index_t k = 0; k < k_done; k += W)
+          transpose_block<Arch>(w + (n0 + j) * ldw + k, ldw, dst + k * width + j, width);
+      copy(0, j_done, k_done);
+    }
+    using Half = typename HalfWidth<Arch>::type;
+    if constexpr (!std::is_void_v<Half>) {
+      if constexpr (has_transpose_block<Half>) {
+        constexpr index_t H = Traits<Half>::W;
+        const index_t j_half = j_done + (nr - j_done) / H * H, k_done = K / H * H;
+        for (index_t j = j_done; j < j_half; j += H)
+          for (index_t k = 0; k < k_done; k += H)
+            transpose_block<Half>(w + (n0 + j) * ldw + k, ldw, dst + k * width + j, width);
+        copy(j_done, j_half, k_done);
+        j_done = j_half;
+      }
+    }
+    copy(j_done, nr, 0);
     for (index_t j = 0; j < width; ++j) dst[K * width + j] = (j < nr && bias) ? bias[n0 + j] : 0.0f;
   }
   out.K = K;
@@ -321,20 +429,6 @@ inline void pack_linear_t(index_t N, index_t K, const float* wt, index_t ldwt, c
   out.N = N;
   out.family = family<Arch>();
 }
-
-// The half-width vector of a family (void: none). On AVX-512 a panel of at most 8 columns (the
-// mapper's rank-8 factors) would leave half of every FMA's lanes idle; 8-lane AVX2 vectors run the
-// same FMA chain per element, so the result is the same to the bit, in half the vector work.
-template <class Arch>
-struct HalfWidth {
-  using type = void;
-};
-#if XSIMD_WITH_AVX512BW && XSIMD_WITH_FMA3_AVX2
-template <>
-struct HalfWidth<xsimd::avx512bw> {
-  using type = xsimd::fma3<xsimd::avx2>;
-};
-#endif
 
 // The panels of gemm_range, bounds already checked.
 template <class Arch>
