@@ -1,6 +1,6 @@
 // Every kernel family compiled into this binary and supported by the CPU, against the scalar
 // references, over odd shapes and every tail. Tolerances, per op:
-//   gemm, gemm_at, gemm_range none/relu, mul, relu bit-exact (same FMA order as reference::linear)
+//   gemm, gemm_at, gemm_range none/relu, gemm_b, mul, relu   bit-exact (same FMA order as reference::linear)
 //   adam_update                        |d| <= 1e-6 * |ref| + tiny atol (FMAs in the SIMD families)
 //   gemm/gemv gelu, unary gelu/tanh/sigmoid   |d| <= 4e-6 * (1 + |ref|)  (SIMD erf/exp/tanh)
 //   gemv                               |d| <= 2e-6 * sum_k |x_k w_nk| + |b|  (k split over chains)
@@ -183,6 +183,40 @@ TEST_CASE("pack_linear packs the same bytes as pack_linear_t of the transposed w
           t->pack_linear_t(N, K, wt.data(), N, bias, from_t);
           REQUIRE(direct.data.size() == from_t.data.size());
           CHECK(std::memcmp(direct.data.data(), from_t.data.data(), direct.data.size() * sizeof(float)) == 0);
+        }
+      }
+    }
+  }
+}
+
+TEST_CASE("gemm_b (B read in place) is bit-exact to reference::product_b and to gemm on pack_linear_t(B)") {
+  for (const KernelTable* t : available_kernels()) {
+    const std::string isa = t->name;
+    CAPTURE(isa);
+    for (index_t N : kColsN) {
+      for (index_t K : kDepthK) {
+        // b holds exactly its K rows (the last one only N floats), so a read past them is an
+        // out-of-bounds read under AddressSanitizer.
+        const index_t ldb = N + 3;
+        auto b = random_vec(static_cast<std::size_t>(K > 0 ? (K - 1) * ldb + N : 0), static_cast<unsigned>(N * 5 + K));
+        PackedMatrix p;
+        t->pack_linear_t(N, K, b.data(), ldb, nullptr, p);
+        for (index_t M : kRowsM) {
+          for (bool transposed : {false, true}) {
+            const index_t ldx = transposed ? M + 2 : K + 3, rsx = transposed ? 1 : ldx, csx = transposed ? ldx : 1;
+            auto x = random_vec(static_cast<std::size_t>(transposed ? K * ldx : M * ldx), static_cast<unsigned>(M + N + K));
+            for (bool accumulate : {false, true}) {
+              CAPTURE(M); CAPTURE(N); CAPTURE(K); CAPTURE(transposed); CAPTURE(accumulate);
+              const index_t ldy = N + 5;
+              auto y = random_vec(static_cast<std::size_t>(M * ldy), 77);
+              auto want = y, packed = y;
+              reference::product_b<float>(M, N, K, x.data(), rsx, csx, b.data(), ldb, want.data(), ldy, accumulate);
+              t->gemm_b(M, x.data(), rsx, csx, N, K, b.data(), ldb, y.data(), ldy, accumulate);
+              t->gemm_range(M, x.data(), rsx, csx, p, 0, K, N, packed.data(), ldy, Activation::none, accumulate);
+              REQUIRE(count_far(y.data(), want.data(), y.size(), 0.0f, 0.0f) == 0);
+              REQUIRE(count_far(y.data(), packed.data(), y.size(), 0.0f, 0.0f) == 0);
+            }
+          }
         }
       }
     }

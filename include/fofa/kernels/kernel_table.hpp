@@ -121,6 +121,13 @@ struct KernelTable {
   // gemm's (training's causal attention skips the zero triangle with it).
   void (*gemm_range)(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, index_t k_begin,
                      index_t k_end, index_t n_end, float* y, index_t ldy, Activation act, bool accumulate);
+  // y[M, N] = x B (+ y) with B [K, N] row-major (row stride ldb >= N) read where it lies, no pack:
+  //   y[m, n] = sum_k x[m, k] b[k * ldb + n] (+ y), x[m, k] = x[m * rsx + k * csx] as gemm_range.
+  // Reads b only inside its K rows of N floats. Same order as gemm with pack_linear_t(N, K, b, ldb,
+  // nullptr), so bit-exact to it (training's dW = dy^T x and a^T dy products, and products with a
+  // generated weight used once, skip the copy into a pack).
+  void (*gemm_b)(index_t M, const float* x, index_t rsx, index_t csx, index_t N, index_t K, const float* b,
+                 index_t ldb, float* y, index_t ldy, bool accumulate);
 };
 
 // One packed GEMM as gemm_observer sees it: y[M, N] from x[M, K] (x_transposed: the column

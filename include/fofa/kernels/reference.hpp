@@ -110,6 +110,21 @@ void linear_at(index_t M, index_t N, index_t K, const T* xt, index_t ldxt, const
   detail::linear_strided(M, N, K, xt, index_t{1}, ldxt, w, ldw, bias, y, ldy, act, accumulate);
 }
 
+// y[M,N] = x[M,K] b[K,N] (+ y when accumulate), b row-major with row stride ldb, x[m, k] =
+// x[m * rsx + k * csx]. Order: acc = 0; acc = fma(x[m,k], b[k,n], acc) for k ascending; y = acc
+// [+ y]: linear() with W = b^T and no bias.
+template <class T>
+void product_b(index_t M, index_t N, index_t K, const T* x, index_t rsx, index_t csx, const T* b, index_t ldb, T* y,
+               index_t ldy, bool accumulate) {
+  for (index_t m = 0; m < M; ++m) {
+    for (index_t n = 0; n < N; ++n) {
+      T acc = T(0);
+      for (index_t k = 0; k < K; ++k) acc = std::fma(x[m * rsx + k * csx], b[k * ldb + n], acc);
+      y[m * ldy + n] = accumulate ? y[m * ldy + n] + acc : acc;
+    }
+  }
+}
+
 // General BLAS-style product for backward passes:
 // C[M,N] = alpha * op(A) op(B) + beta * C, op(A) is [M,K] (A stored [K,M] when trans_a),
 // op(B) is [K,N] (B stored [N,K] when trans_b). beta == 0 ignores C's old contents.

@@ -50,10 +50,12 @@ inline void attention(const AttentionArgs& a) {
 
 inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, const PackedMatrix& w, index_t k_begin,
                        index_t k_end, index_t n_end, float* y, index_t ldy, Activation act, bool accumulate);
+inline void gemm_b(index_t M, const float* x, index_t rsx, index_t csx, index_t N, index_t K, const float* b,
+                   index_t ldb, float* y, index_t ldy, bool accumulate);
 
 inline constexpr KernelTable table{"scalar", &pack_linear, &gemm, &gemv, &layernorm, &softmax_rows, &unary,
                                    &add_scaled, &mul, &gather_rows, &dot_rows, &attention, &pack_linear_t,
-                                   &gemm_at, &adam_update, &gemm_range};
+                                   &gemm_at, &adam_update, &gemm_range, &gemm_b};
 
 inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const float* bias, PackedMatrix& out) {
   if (out.data.size() < N * K + N) out.data.resize(N * K + N);  // grows only: repacks reuse the buffer
@@ -96,6 +98,14 @@ inline void gemm_range(index_t M, const float* x, index_t rsx, index_t csx, cons
 inline void gemm(index_t M, const float* x, index_t ldx, const PackedMatrix& w, float* y, index_t ldy,
                  Activation act, bool accumulate) {
   gemm_range(M, x, ldx, 1, w, 0, w.K, w.N, y, ldy, act, accumulate);
+}
+
+inline void gemm_b(index_t M, const float* x, index_t rsx, index_t csx, index_t N, index_t K, const float* b,
+                   index_t ldb, float* y, index_t ldy, bool accumulate) {
+  auto run = [&] { reference::product_b<float>(M, N, K, x, rsx, csx, b, ldb, y, ldy, accumulate); };
+  if (gemm_observer) [[unlikely]]
+    return detail::observed_gemm(M, N, K, csx != 1, run);
+  run();
 }
 
 inline void gemm_at(index_t M, const float* xt, index_t ldxt, const PackedMatrix& w, float* y, index_t ldy,

@@ -16,6 +16,16 @@
 // one row), so it is not bit-exact: within a few ulp of the reference.
 #pragma once
 
+// GCC 12 reports _mm512_undefined_ps() inside its own AVX-512 intrinsics as "(may be) used
+// uninitialized" (a false positive) wherever they are inlined into this file, xsimd's functions
+// included; which of the two it says depends on inlining decisions. The check goes by source
+// location, so the pragmas come before the includes that bring the intrinsics in.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#endif
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -31,15 +41,6 @@
 #include "fofa/kernels/kernel_table.hpp"
 
 #define FOFA_KERNELS_HAVE_SIMD 1
-
-// GCC 12 reports _mm512_undefined_ps() inside its own AVX-512 intrinsics as "(may be) used
-// uninitialized" (a false positive) wherever they are inlined into this file; which of the two
-// it says depends on inlining decisions (hsums inlined into attention).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#pragma GCC diagnostic ignored "-Wuninitialized"
-#endif
 
 #if defined(__GNUC__) || defined(__clang__)
 #define FOFA_KERNELS_ALWAYS_INLINE __attribute__((always_inline))
@@ -134,7 +135,7 @@ inline float hmax(Vec<Arch> v) {
 // approximation Eigen and XLA use for float: max abs error ~4e-7, no branches, about half
 // the cost of xsimd::erf, which dominated GELU-fused GEMMs.
 template <class Arch>
-inline Vec<Arch> erf_rational(Vec<Arch> x) {
+FOFA_KERNELS_ALWAYS_INLINE inline Vec<Arch> erf_rational(Vec<Arch> x) {
   using V = Vec<Arch>;
   x = xsimd::min(xsimd::max(x, V(-4.0f)), V(4.0f));
   const V x2 = x * x;
@@ -152,7 +153,7 @@ inline Vec<Arch> erf_rational(Vec<Arch> x) {
 }
 
 template <class Arch>
-inline Vec<Arch> gelu(Vec<Arch> v) {
+FOFA_KERNELS_ALWAYS_INLINE inline Vec<Arch> gelu(Vec<Arch> v) {
   using V = Vec<Arch>;
   // NaN would be clamped away by erf_rational's min/max: keep it.
   const V g = V(0.5f) * v * (V(1.0f) + erf_rational<Arch>(v * V(0.70710678118654752440f)));
@@ -160,12 +161,15 @@ inline Vec<Arch> gelu(Vec<Arch> v) {
 }
 // x > 0 ? x : 0 like reference::relu, so NaN gives 0 on every ISA (max's NaN rule differs).
 template <class Arch>
-inline Vec<Arch> relu(Vec<Arch> v) {
+FOFA_KERNELS_ALWAYS_INLINE inline Vec<Arch> relu(Vec<Arch> v) {
   return xsimd::select(v > Vec<Arch>(0.0f), v, Vec<Arch>(0.0f));
 }
 
+// The activations are always inlined for the same reason as store_row below: a call in the
+// micro-kernel's epilogue clobbers every vector register, and GCC 12 then keeps the accumulators
+// in memory through the whole k loop (seen once gemm_b's instantiations grew the unit: -30%).
 template <class Arch>
-inline Vec<Arch> activate(Vec<Arch> v, Activation act) {
+FOFA_KERNELS_ALWAYS_INLINE inline Vec<Arch> activate(Vec<Arch> v, Activation act) {
   if (act == Activation::relu) return relu<Arch>(v);
   if (act == Activation::gelu) return gelu<Arch>(v);
   return v;
@@ -371,35 +375,26 @@ inline void pack_linear(index_t N, index_t K, const float* w, index_t ldw, const
     float* dst = out.data.data() + p * (K + 1) * NR;
     if (nr < width)  // zero padding: the last vector of every row, before the values that share it
       for (index_t k = 0; k < K; ++k) Vec<Arch>(0.0f).store_unaligned(dst + k * width + width - W);
-    // Rows [j0, j1), columns [k0, K) element by element.
-    auto copy = [&](index_t j0, index_t j1, index_t k0) {
-      for (index_t k = k0; k < K; ++k)
-        for (index_t j = j0; j < j1; ++j) dst[k * width + j] = w[(n0 + j) * ldw + k];
-    };
-    // Square blocks of whole rows and columns in registers: W x W, then (AVX-512) 8 x 8 for the
-    // rows left; what no block covers one by one.
-    index_t j_done = 0;
+    // Whole W x W blocks in registers, then (AVX-512) whole 8 x 8 blocks of what they leave (narrow
+    // panels, K = 8 factors): together rows [0, jh) x columns [0, kh). The rest element by element.
+    index_t jw = 0, kw = 0, jh = 0, kh = 0;
     if constexpr (has_transpose_block<Arch>) {
-      j_done = nr / W * W;
-      const index_t k_done = K / W * W;
-      for (index_t j = 0; j < j_done; j += W)
-        for (index_t k = 0; k < k_done; k += W)
-          transpose_block<Arch>(w + (n0 + j) * ldw + k, ldw, dst + k * width + j, width);
-      copy(0, j_done, k_done);
+      jw = jh = nr / W * W, kw = kh = K / W * W;
+      for (index_t j = 0; j < jw; j += W)
+        for (index_t k = 0; k < kw; k += W) transpose_block<Arch>(w + (n0 + j) * ldw + k, ldw, dst + k * width + j, width);
     }
     using Half = typename HalfWidth<Arch>::type;
     if constexpr (!std::is_void_v<Half>) {
       if constexpr (has_transpose_block<Half>) {
         constexpr index_t H = Traits<Half>::W;
-        const index_t j_half = j_done + (nr - j_done) / H * H, k_done = K / H * H;
-        for (index_t j = j_done; j < j_half; j += H)
-          for (index_t k = 0; k < k_done; k += H)
+        jh = nr / H * H, kh = K / H * H;
+        for (index_t j = 0; j < jh; j += H)
+          for (index_t k = j < jw ? kw : 0; k < kh; k += H)
             transpose_block<Half>(w + (n0 + j) * ldw + k, ldw, dst + k * width + j, width);
-        copy(j_done, j_half, k_done);
-        j_done = j_half;
       }
     }
-    copy(j_done, nr, 0);
+    for (index_t k = 0; k < K; ++k)
+      for (index_t j = k < kh ? jh : 0; j < nr; ++j) dst[k * width + j] = w[(n0 + j) * ldw + k];
     for (index_t j = 0; j < width; ++j) dst[K * width + j] = (j < nr && bias) ? bias[n0 + j] : 0.0f;
   }
   out.K = K;
@@ -494,6 +489,50 @@ template <class Arch>
 inline void gemm_at(index_t M, const float* xt, index_t ldxt, const PackedMatrix& w, float* y, index_t ldy,
                     Activation act, bool accumulate) {
   gemm_strided<Arch>(M, xt, 1, ldxt, w, y, ldy, act, accumulate);
+}
+
+// KernelTable::gemm_b: B read in place. Whole vectors of columns through the micro-kernel (bias 0,
+// as pack_linear_t without bias), so the same tiles and order as gemm with B packed; the last
+// N % W columns with half-width vectors where they fill one (AVX-512), then one fma chain each.
+template <class Arch>
+inline void gemm_b_panels(index_t M, const float* x, index_t rsx, index_t csx, index_t N, index_t K, const float* b,
+                          index_t ldb, float* y, index_t ldy, bool accumulate) {
+  constexpr index_t NR = Traits<Arch>::NR, W = Traits<Arch>::W;
+  const index_t n_vec = N / W * W;
+  for (index_t n0 = 0; n0 < n_vec; n0 += NR) {
+    const index_t nr = n_vec - n0 < NR ? n_vec - n0 : NR;
+    gemm_panel_nv<Arch>(static_cast<int>(nr / W), M, K, x, rsx, csx, b + n0, ldb, nullptr, y + n0, ldy, nr,
+                        Activation::none, accumulate);
+  }
+  index_t n0 = n_vec;
+  using Half = typename HalfWidth<Arch>::type;
+  if constexpr (!std::is_void_v<Half>) {
+    constexpr index_t H = Traits<Half>::W;
+    if (N - n0 >= H) {
+      if (csx == 1)
+        gemm_panel<Half, 1, XLayout::rows>(M, K, x, rsx, 1, b + n0, ldb, nullptr, y + n0, ldy, H, Activation::none,
+                                           accumulate);
+      else
+        gemm_panel<Half, 1, XLayout::cols>(M, K, x, 1, csx, b + n0, ldb, nullptr, y + n0, ldy, H, Activation::none,
+                                           accumulate);
+      n0 += H;
+    }
+  }
+  for (; n0 < N; ++n0)
+    for (index_t m = 0; m < M; ++m) {
+      float acc = 0.0f;
+      for (index_t k = 0; k < K; ++k) acc = std::fma(x[m * rsx + k * csx], b[k * ldb + n0], acc);
+      y[m * ldy + n0] = accumulate ? y[m * ldy + n0] + acc : acc;
+    }
+}
+
+template <class Arch>
+inline void gemm_b(index_t M, const float* x, index_t rsx, index_t csx, index_t N, index_t K, const float* b,
+                   index_t ldb, float* y, index_t ldy, bool accumulate) {
+  if (gemm_observer) [[unlikely]]
+    return detail::observed_gemm(M, N, K, csx != 1,
+                                 [&] { gemm_b_panels<Arch>(M, x, rsx, csx, N, K, b, ldb, y, ldy, accumulate); });
+  gemm_b_panels<Arch>(M, x, rsx, csx, N, K, b, ldb, y, ldy, accumulate);
 }
 
 // One row against one panel, k split over CH accumulator chains summed pairwise at the end.
@@ -1069,7 +1108,7 @@ inline constexpr KernelTable table{Traits<Arch>::name, &pack_linear<Arch>, &gemm
                                    &layernorm<Arch>,   &softmax_rows<Arch>, &unary<Arch>,      &add_scaled<Arch>,
                                    &mul<Arch>,         &gather_rows<Arch>,  &dot_rows<Arch>,   &attention<Arch>,
                                    &pack_linear_t<Arch>, &gemm_at<Arch>,    &adam_update<Arch>,
-                                   &gemm_range<Arch>};
+                                   &gemm_range<Arch>,    &gemm_b<Arch>};
 
 template <class Arch>
 const KernelTable* family() {
