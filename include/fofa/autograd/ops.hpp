@@ -687,7 +687,7 @@ inline constexpr index_t kPackedGemmMinRows = 5;
 
 // y = x W^T (+ b): x [M, K], W [N, K] (nn.Linear layout), b [1, N] or invalid Var.
 // float with M >= 5 rows: kernels::gemm with W packed (cached per step when the tape caches
-// parameter packs); dW = dy^T x runs as a GEMM over the M rows reading dy transposed (gemm_at).
+// parameter packs); dW = dy^T x runs as a GEMM over the M rows reading dy transposed and x in place (gemm_b).
 template <class T>
 Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
   const index_t M = t.rows(x), K = t.cols(x), N = t.rows(w);
@@ -705,10 +705,11 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
       kt.gemm(M, xv, K, t.packed_weight(w, bv, false), yv, N, kernels::Activation::none, false);
       Tape<T>* tp = &t;
       t.on_backward([=] {
-        kt.gemm(M, yg, N, tp->packed_weight(w, nullptr, true), xg, K, kernels::Activation::none, true);  // dx = dy W
-        kernels::PackedMatrix& px = tp->packed_scratch();  // dW = dy^T x: dy read transposed, x packed as [K, M]
-        kt.pack_linear_t(K, M, xv, K, nullptr, px);
-        kt.gemm_at(N, yg, N, px, wg, K, kernels::Activation::none, true);
+        if (tp->caches_packed(w))  // dx = dy W: a parameter's per-step pack, any other W read in place
+          kt.gemm(M, yg, N, tp->packed_weight(w, nullptr, true), xg, K, kernels::Activation::none, true);
+        else
+          kt.gemm_b(M, yg, N, 1, K, N, wv, K, xg, K, true);
+        kt.gemm_b(N, yg, 1, N, K, M, xv, K, wg, K, true);  // dW = dy^T x: dy read transposed, x in place
         if (bg)
           for (index_t i = 0; i < M; ++i)
             for (index_t j = 0; j < N; ++j) bg[j] += yg[i * N + j];
@@ -755,13 +756,14 @@ Var matmul_into(Tape<T>& t, Var a, Var b, Var y, bool accumulate) {
   if constexpr (std::is_same_v<T, float>) {
     if (M >= kPackedGemmMinRows) {
       const kernels::KernelTable& kt = kernels::kernels();
-      kt.gemm(M, av, K, t.packed_weight(b, nullptr, true), yv, N, kernels::Activation::none, accumulate);
+      if (t.caches_packed(b))  // a parameter's per-step pack; any other b (a generated factor) read in place
+        kt.gemm(M, av, K, t.packed_weight(b, nullptr, true), yv, N, kernels::Activation::none, accumulate);
+      else
+        kt.gemm_b(M, av, K, 1, N, K, bv, N, yv, N, accumulate);
       Tape<T>* tp = &t;
       t.on_backward([=] {
         kt.gemm(M, yg, N, tp->packed_weight(b, nullptr, false), ag, K, kernels::Activation::none, true);  // da = dy b^T
-        kernels::PackedMatrix& pd = tp->packed_scratch();  // db = a^T dy: a read transposed, dy packed as [M, N]
-        kt.pack_linear_t(N, M, yg, N, nullptr, pd);
-        kt.gemm_at(K, av, K, pd, bg, N, kernels::Activation::none, true);
+        kt.gemm_b(K, av, 1, K, N, M, yg, N, bg, N, true);  // db = a^T dy: a read transposed, dy in place
       });
       return y;
     }
@@ -916,9 +918,8 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
       for (index_t i = 0; i < R; ++i)
         for (index_t j = 0; j <= i; ++j) Ph[i * R + j] *= sc;
       kt.softmax_rows(R, R, Ph, R, true, 0, 0);  // writes the upper triangle as zeros
-      kt.pack_linear_t(dh, R, vv + o, D, nullptr, pk);  // Y = P V
-      blocks([&](index_t i0, index_t i1) {
-        kt.gemm_range(i1 - i0, Ph + i0 * R, R, 1, pk, 0, i1, dh, yv + i0 * D + o, D, none, false);
+      blocks([&](index_t i0, index_t i1) {  // Y = P V, V read in place
+        kt.gemm_b(i1 - i0, Ph + i0 * R, R, 1, dh, i1, vv + o, D, yv + i0 * D + o, D, false);
       });
     }
     Tape<T>* tp = &t;
@@ -940,18 +941,16 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
           for (index_t j = 0; j <= i; ++j) ds[j] = p[j] * (ds[j] - dot) * sc;
           for (index_t j = i + 1; j < R; ++j) ds[j] = 0.0f;
         }
-        // Key rows [j0, j1) take gradient from query rows [j0, R): x is P^T / dS^T, k from j0.
-        kt.pack_linear_t(dh, R, yg + o, D, nullptr, pb);  // dV += P^T dY
-        blocks([&](index_t j0, index_t j1) {
-          kt.gemm_range(j1 - j0, Ph + j0, 1, R, pb, j0, R, dh, vg + j0 * D + o, D, none, true);
+        // Key rows [j0, j1) take gradient from query rows [j0, R): x is P^T / dS^T, k from j0. The
+        // right operands (dY, K, Q) are read in place.
+        blocks([&](index_t j0, index_t j1) {  // dV += P^T dY
+          kt.gemm_b(j1 - j0, Ph + j0 * R + j0, 1, R, dh, R - j0, yg + j0 * D + o, D, vg + j0 * D + o, D, true);
         });
-        kt.pack_linear_t(dh, R, kv + o, D, nullptr, pb);  // dQ += dS K
-        blocks([&](index_t i0, index_t i1) {
-          kt.gemm_range(i1 - i0, dS + i0 * R, R, 1, pb, 0, i1, dh, qg + i0 * D + o, D, none, true);
+        blocks([&](index_t i0, index_t i1) {  // dQ += dS K
+          kt.gemm_b(i1 - i0, dS + i0 * R, R, 1, dh, i1, kv + o, D, qg + i0 * D + o, D, true);
         });
-        kt.pack_linear_t(dh, R, qv + o, D, nullptr, pb);  // dK += dS^T Q
-        blocks([&](index_t j0, index_t j1) {
-          kt.gemm_range(j1 - j0, dS + j0, 1, R, pb, j0, R, dh, kg + j0 * D + o, D, none, true);
+        blocks([&](index_t j0, index_t j1) {  // dK += dS^T Q
+          kt.gemm_b(j1 - j0, dS + j0 * R + j0, 1, R, dh, R - j0, qv + j0 * D + o, D, kg + j0 * D + o, D, true);
         });
       }
     });
