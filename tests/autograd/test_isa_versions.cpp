@@ -196,3 +196,22 @@ TEST_CASE("layernorm forward and backward: every ISA version matches the double 
     }
   }
 }
+
+TEST_CASE("add_column_sums (bias and gathered-row gradients): every ISA version gives the plain loop's bits") {
+  train::Rng rng(17);
+  for (index_t M : {1, 2, 5, 50}) {
+    for (index_t N : kSizes) {
+      CAPTURE(M); CAPTURE(N);
+      Buffer y(M * N, rng), b0(N, rng);
+      std::vector<float> want = b0.f;  // rows in order, one float add each
+      for (index_t i = 0; i < M; ++i)
+        for (index_t j = 0; j < N; ++j) want[static_cast<std::size_t>(j)] += y.f[static_cast<std::size_t>(i * N + j)];
+      for_each_version<&autograd::detail::add_column_sums_loop<float>>([&](auto fn, const std::string& isa) {
+        std::vector<float> b = b0.f;
+        fn(M, N, y.f.data(), b.data());
+        INFO("add_column_sums ", isa);
+        CHECK(b == want);
+      });
+    }
+  }
+}

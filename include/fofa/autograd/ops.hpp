@@ -680,6 +680,21 @@ Var mean_rows(Tape<T>& t, Var a) {
 // ---- GEMMs -----------------------------------------------------------------------------
 
 namespace detail {
+// bg[j] += y[0, j] + ... + y[M-1, j] (a bias gradient), rows in order with one add per element, so
+// every ISA version gives the bits of the plain loop.
+template <class T>
+void add_column_sums_loop(index_t M, index_t N, const T* y, T* bg) {
+  for (index_t i = 0; i < M; ++i)
+    for (index_t j = 0; j < N; ++j) bg[j] += y[i * N + j];
+}
+template <class T>
+void add_column_sums(index_t M, index_t N, const T* y, T* bg) {
+  if constexpr (std::is_same_v<T, float>)
+    BestIsa<&add_column_sums_loop<float>>::run(M, N, y, bg);
+  else
+    add_column_sums_loop(M, N, y, bg);
+}
+
 // Products with at least this many rows use the packed SIMD GEMM (float); fewer rows (the
 // mapper's and controller's one-row products) stay in dot / axpy form.
 inline constexpr index_t kPackedGemmMinRows = 5;
@@ -710,9 +725,7 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
         else
           kt.gemm_b(M, yg, N, 1, K, N, wv, K, xg, K, true);
         kt.gemm_b(N, yg, 1, N, K, M, xv, K, wg, K, true);  // dW = dy^T x: dy read transposed, x in place
-        if (bg)
-          for (index_t i = 0; i < M; ++i)
-            for (index_t j = 0; j < N; ++j) bg[j] += yg[i * N + j];
+        if (bg) detail::add_column_sums(M, N, yg, bg);
       });
       return y;
     }
@@ -725,9 +738,7 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
         const kernels::PackedMatrix& pt = tp->packed_weight(w, nullptr, true);
         for (index_t i = 0; i < M; ++i) kt.gemv(yg + i * N, pt, xg + i * K, kernels::Activation::none, true);
         gemm_tn(N, K, M, yg, xv, wg, true);  // dW = dy^T x (outer products)
-        if (bg)
-          for (index_t i = 0; i < M; ++i)
-            for (index_t j = 0; j < N; ++j) bg[j] += yg[i * N + j];
+        if (bg) detail::add_column_sums(M, N, yg, bg);
       });
       return y;
     }
@@ -740,9 +751,7 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
   t.on_backward([=] {
     gemm_nn(M, K, N, yg, wv, xg, true);  // dx = dy W
     gemm_tn(N, K, M, yg, xv, wg, true);  // dW = dy^T x
-    if (bg)
-      for (index_t i = 0; i < M; ++i)
-        for (index_t j = 0; j < N; ++j) bg[j] += yg[i * N + j];
+    if (bg) detail::add_column_sums(M, N, yg, bg);
   });
   return y;
 }
@@ -1033,7 +1042,10 @@ Var gather(Tape<T>& t, int param_index, std::span<const std::int32_t> ids, T sca
     for (index_t r = 0; r < R; ++r) {
       const index_t id = rows[static_cast<std::size_t>(r)];
       if (sparse) gs->touch(param_index, id);
-      for (index_t c = 0; c < C; ++c) g[id * C + c] += scale_by * yg[r * C + c];
+      if (scale_by == T(1))  // a row of adds: any ISA's version gives the plain loop's bits
+        detail::add_column_sums(1, C, yg + r * C, g + id * C);
+      else  // scale * g + table would contract into an FMA in a wider ISA's version: kept plain
+        for (index_t c = 0; c < C; ++c) g[id * C + c] += scale_by * yg[r * C + c];
     }
   });
   return y;
