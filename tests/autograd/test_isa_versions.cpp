@@ -48,7 +48,7 @@ void for_each_version(Body body) {
   for (const auto& v : versions) body(v.fn, std::string(v.isa));
 }
 
-const index_t kSizes[] = {1, 3, 7, 8, 15, 16, 17, 31, 33, 50, 64, 65, 97};
+const index_t kSizes[] = {1, 3, 7, 8, 15, 16, 17, 31, 33, 50, 64, 65, 97, 128, 200};
 
 }  // namespace
 

@@ -681,11 +681,21 @@ Var mean_rows(Tape<T>& t, Var a) {
 
 namespace detail {
 // bg[j] += y[0, j] + ... + y[M-1, j] (a bias gradient), rows in order with one add per element, so
-// every ISA version gives the bits of the plain loop.
+// every ISA version gives the bits of the plain loop. Blocks of 64 columns keep their sums in
+// registers across the rows (the plain loop loads and stores bg once per row).
 template <class T>
 void add_column_sums_loop(index_t M, index_t N, const T* y, T* bg) {
+  constexpr index_t B = 64;
+  index_t j0 = 0;
+  for (; j0 + B <= N; j0 += B) {
+    T acc[B];
+    for (index_t j = 0; j < B; ++j) acc[j] = bg[j0 + j];
+    for (index_t i = 0; i < M; ++i)
+      for (index_t j = 0; j < B; ++j) acc[j] += y[i * N + j0 + j];
+    for (index_t j = 0; j < B; ++j) bg[j0 + j] = acc[j];
+  }
   for (index_t i = 0; i < M; ++i)
-    for (index_t j = 0; j < N; ++j) bg[j] += y[i * N + j];
+    for (index_t j = j0; j < N; ++j) bg[j] += y[i * N + j];
 }
 template <class T>
 void add_column_sums(index_t M, index_t N, const T* y, T* bg) {
