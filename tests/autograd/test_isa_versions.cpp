@@ -215,3 +215,31 @@ TEST_CASE("add_column_sums (bias and gathered-row gradients): every ISA version 
     }
   }
 }
+
+TEST_CASE("causal attention's element-wise passes: every ISA version gives the plain loops' bits") {
+  train::Rng rng(19);
+  for (index_t R : {1, 2, 7, 16, 17, 33, 50}) {
+    CAPTURE(R);
+    Buffer p(R * R, rng), ds0(R * R, rng), dots(R, rng);
+    const float sc = 0.1767767f;
+    std::vector<float> scaled = p.f, grad = ds0.f;  // the loops as they were written inline
+    for (index_t i = 0; i < R; ++i)
+      for (index_t j = 0; j < R; ++j) {
+        const auto e = static_cast<std::size_t>(i * R + j);
+        if (j <= i) scaled[e] *= sc;
+        grad[e] = j <= i ? p.f[e] * (ds0.f[e] - dots.f[static_cast<std::size_t>(i)]) * sc : 0.0f;
+      }
+    for_each_version<&autograd::detail::scale_lower_loop>([&](auto fn, const std::string& isa) {
+      std::vector<float> x = p.f;
+      fn(R, x.data(), sc);
+      INFO("scale_lower ", isa);
+      CHECK(x == scaled);
+    });
+    for_each_version<&autograd::detail::softmax_grad_rows_loop>([&](auto fn, const std::string& isa) {
+      std::vector<float> x = ds0.f;
+      fn(R, p.f.data(), dots.f.data(), sc, x.data());
+      INFO("softmax_grad_rows ", isa);
+      CHECK(x == grad);
+    });
+  }
+}

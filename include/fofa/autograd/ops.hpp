@@ -599,7 +599,10 @@ Var unary_dropout(Tape<T>& t, Unary op, Var a, double p, std::uint64_t key) {
   Tape<T>* tp = &t;
   t.on_backward([=] {
     T* gu = tp->temp(n, 3);  // the activation's gradient, mask * dy
-    for (index_t i = 0; i < n; ++i) gu[i] = yg[i] * mask[i];
+    if constexpr (std::is_same_v<T, float>)
+      kernels::kernels().mul(n, yg, mask, gu);  // one rounded product each, as the loop below
+    else
+      for (index_t i = 0; i < n; ++i) gu[i] = yg[i] * mask[i];
     detail::unary_backward(op, n, av, u, gu, ag);
   });
   return y;
@@ -899,6 +902,28 @@ Var layernorm(Tape<T>& t, Var x, Var gamma, Var beta, T eps) {
   return y;
 }
 
+namespace detail {
+// The causal attention's element-wise passes over [R, R] row-major squares (lower triangle), in
+// BestIsa versions: only multiplies and a subtraction, nothing a wider ISA could contract, so
+// every version gives the plain loops' bits.
+inline void scale_lower_loop(index_t R, float* p, float s) {
+  for (index_t i = 0; i < R; ++i)
+    for (index_t j = 0; j <= i; ++j) p[i * R + j] *= s;
+}
+inline void scale_lower(index_t R, float* p, float s) { BestIsa<&scale_lower_loop>::run(R, p, s); }
+// ds[i, j] = p[i, j] (ds[i, j] - dots[i]) sc for j <= i, 0 above the diagonal.
+inline void softmax_grad_rows_loop(index_t R, const float* p, const float* dots, float sc, float* ds) {
+  for (index_t i = 0; i < R; ++i) {
+    const float dot = dots[i];
+    for (index_t j = 0; j <= i; ++j) ds[i * R + j] = p[i * R + j] * (ds[i * R + j] - dot) * sc;
+    for (index_t j = i + 1; j < R; ++j) ds[i * R + j] = 0.0f;
+  }
+}
+inline void softmax_grad_rows(index_t R, const float* p, const float* dots, float sc, float* ds) {
+  BestIsa<&softmax_grad_rows_loop>::run(R, p, dots, sc, ds);
+}
+}  // namespace detail
+
 // Causal multi-head attention over one sequence: q [Tq, D], k and v [Tq, D] (same rows), head h
 // uses columns h*D/H .. (h+1)*D/H - 1; scores scaled by 1/sqrt(D/H); output [Tq, D] (before out-proj).
 template <class T>
@@ -934,8 +959,7 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
       blocks([&](index_t i0, index_t i1) {
         kt.gemm_range(i1 - i0, qv + i0 * D + o, D, 1, pk, 0, dh, i1, Ph + i0 * R, R, none, false);
       });
-      for (index_t i = 0; i < R; ++i)
-        for (index_t j = 0; j <= i; ++j) Ph[i * R + j] *= sc;
+      detail::scale_lower(R, Ph, sc);
       kt.softmax_rows(R, R, Ph, R, true, 0, 0);  // writes the upper triangle as zeros
       blocks([&](index_t i0, index_t i1) {  // Y = P V, V read in place
         kt.gemm_b(i1 - i0, Ph + i0 * R, R, 1, dh, i1, vv + o, D, yv + i0 * D + o, D, false);
@@ -952,14 +976,16 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
         blocks([&](index_t i0, index_t i1) {
           kt.gemm_range(i1 - i0, yg + i0 * D + o, D, 1, pb, 0, dh, i1, dS + i0 * R, R, none, false);
         });
+        // dS = P (dP - rowsum(P dP)) sc: the row sums here, in order (a wider ISA's version would
+        // contract them into FMAs), the rest in detail::softmax_grad_rows.
+        float* dots = tp->temp(R, 2);
         for (index_t i = 0; i < R; ++i) {
-          const float* p = Ph + i * R;
-          float* ds = dS + i * R;
+          const float *p = Ph + i * R, *ds = dS + i * R;
           float dot = 0;
           for (index_t j = 0; j <= i; ++j) dot += p[j] * ds[j];
-          for (index_t j = 0; j <= i; ++j) ds[j] = p[j] * (ds[j] - dot) * sc;
-          for (index_t j = i + 1; j < R; ++j) ds[j] = 0.0f;
+          dots[i] = dot;
         }
+        detail::softmax_grad_rows(R, Ph, dots, sc, dS);
         // Key rows [j0, j1) take gradient from query rows [j0, R): x is P^T / dS^T, k from j0. The
         // right operands (dY, K, Q) are read in place.
         blocks([&](index_t j0, index_t j1) {  // dV += P^T dY
