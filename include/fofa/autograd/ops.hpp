@@ -785,7 +785,17 @@ Var matmul_into(Tape<T>& t, Var a, Var b, Var y, bool accumulate) {
       Tape<T>* tp = &t;
       t.on_backward([=] {
         kt.gemm(M, yg, N, tp->packed_weight(b, nullptr, false), ag, K, kernels::Activation::none, true);  // da = dy b^T
-        kt.gemm_b(K, av, 1, K, N, M, yg, N, bg, N, true);  // db = a^T dy: a read transposed, dy in place
+        // db = a^T dy: a read transposed, dy in place. A narrow b (a rank-8 factor, K rows of N <= 8)
+        // runs as db^T = dy^T a, whose right operand is a's whole rows instead of 8 floats gathered
+        // from each of M rows per tile (36 against ~80 GFLOP/s); the same sums, added transposed.
+        if (N <= 8 && K >= 32) {
+          float* dbt = tp->temp(N * K, 0);
+          kt.gemm_b(N, yg, 1, N, K, M, av, K, dbt, K, false);
+          for (index_t k = 0; k < K; ++k)
+            for (index_t n = 0; n < N; ++n) bg[k * N + n] += dbt[n * K + k];
+        } else {
+          kt.gemm_b(K, av, 1, K, N, M, yg, N, bg, N, true);
+        }
       });
       return y;
     }
