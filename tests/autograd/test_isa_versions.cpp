@@ -1,6 +1,8 @@
 // Every ISA version of the autograd's float loops (detail::BestIsa: AVX-512F, AVX2 and baseline on
 // x86-64, whichever this CPU runs) against the double instance of the same loop, over odd sizes so
-// each vector width meets its tail. The float paths' other tests see only the version run() picks.
+// each vector width meets its tail; the loops that replaced plain float loops without changing a bit
+// (column sums, attention's element-wise passes) against those loops, exactly. The float paths'
+// other tests see only the version run() picks.
 #include <doctest/doctest.h>
 
 #include <cmath>

@@ -440,13 +440,8 @@ inline void gemm_range_panels(index_t M, const float* x, index_t rsx, index_t cs
     const float* panel = w.data.data() + (n0 / NR) * (K + 1) * NR;
     if constexpr (!std::is_void_v<Half>) {
       if (nr <= Traits<Half>::W) {
-        const float *b = panel + k_begin * ld, *bias = panel + K * ld;
-        if (csx == 1)
-          gemm_panel<Half, 1, XLayout::rows>(M, k_end - k_begin, x + k_begin, rsx, 1, b, ld, bias, y + n0, ldy, nr,
-                                             act, accumulate);
-        else
-          gemm_panel<Half, 1, XLayout::cols>(M, k_end - k_begin, x + k_begin * csx, 1, csx, b, ld, bias, y + n0,
-                                             ldy, nr, act, accumulate);
+        gemm_panel_nv<Half>(1, M, k_end - k_begin, x + k_begin * csx, rsx, csx, panel + k_begin * ld, ld,
+                            panel + K * ld, y + n0, ldy, nr, act, accumulate);
         continue;
       }
     }
@@ -509,12 +504,7 @@ inline void gemm_b_panels(index_t M, const float* x, index_t rsx, index_t csx, i
   if constexpr (!std::is_void_v<Half>) {
     constexpr index_t H = Traits<Half>::W;
     if (N - n0 >= H) {
-      if (csx == 1)
-        gemm_panel<Half, 1, XLayout::rows>(M, K, x, rsx, 1, b + n0, ldb, nullptr, y + n0, ldy, H, Activation::none,
-                                           accumulate);
-      else
-        gemm_panel<Half, 1, XLayout::cols>(M, K, x, 1, csx, b + n0, ldb, nullptr, y + n0, ldy, H, Activation::none,
-                                           accumulate);
+      gemm_panel_nv<Half>(1, M, K, x, rsx, csx, b + n0, ldb, nullptr, y + n0, ldy, H, Activation::none, accumulate);
       n0 += H;
     }
   }
