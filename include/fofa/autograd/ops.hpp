@@ -687,7 +687,7 @@ namespace detail {
 // every ISA version gives the bits of the plain loop. Blocks of 64 columns keep their sums in
 // registers across the rows (the plain loop loads and stores bg once per row).
 template <class T>
-void add_column_sums_loop(index_t M, index_t N, const T* y, T* bg) {
+inline void add_column_sums_loop(index_t M, index_t N, const T* y, T* bg) {
   constexpr index_t B = 64;
   index_t j0 = 0;
   for (; j0 + B <= N; j0 += B) {
@@ -700,10 +700,16 @@ void add_column_sums_loop(index_t M, index_t N, const T* y, T* bg) {
   for (index_t i = 0; i < M; ++i)
     for (index_t j = j0; j < N; ++j) bg[j] += y[i * N + j];
 }
+// Named outside a template, as the other loops' _f32 wrappers: named only as a template argument
+// inside add_column_sums<T>, the loop was left undefined by GCC 12 in the portable build (where
+// BestIsa only stores its address), which failed to link.
+inline void add_column_sums_f32(index_t M, index_t N, const float* y, float* bg) {
+  BestIsa<&add_column_sums_loop<float>>::run(M, N, y, bg);
+}
 template <class T>
 void add_column_sums(index_t M, index_t N, const T* y, T* bg) {
   if constexpr (std::is_same_v<T, float>)
-    BestIsa<&add_column_sums_loop<float>>::run(M, N, y, bg);
+    add_column_sums_f32(M, N, y, bg);
   else
     add_column_sums_loop(M, N, y, bg);
 }
