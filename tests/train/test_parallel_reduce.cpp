@@ -3,7 +3,9 @@
 // sparse embedding-row gradients keeping their semantics (only touched rows, touched order).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <limits>
 #include <thread>
 #include <vector>
 
@@ -71,9 +73,9 @@ double serial_step(Run& r, double clip) {
   return norm;
 }
 
-// The trainer's path: serial row bookkeeping, W workers on slices, serial norm, W workers for
+// The trainer's path: serial row bookkeeping, W workers on slices, step_norm, W workers for
 // clipping + Adam + zeroing.
-double sliced_step(Run& r, double clip, int W) {
+StepNorm sliced_step(Run& r, double clip, int W) {
   auto& g = r.grads[0];
   for (std::size_t t = 1; t < r.grads.size(); ++t) g.merge_touched(r.grads[t]);
   auto run = [&](auto fn) {
@@ -88,8 +90,8 @@ double sliced_step(Run& r, double clip, int W) {
       for (std::size_t t = 1; t < r.grads.size(); ++t) g.add_slice(r.grads[t], i, b, e);
     }
   });
-  const double norm = std::sqrt(g.squared_norm());
-  const float s = clip_scale<float>(norm, clip);
+  const StepNorm norm = step_norm(g, clip);
+  const float s = clip_scale<float>(norm.norm, clip);
   r.adam.begin_step(r.ps, g);
   run([&](int w) {
     for (int i = 0; i < g.size(); ++i) {
@@ -148,7 +150,12 @@ TEST_CASE("sliced reduction + clipping + Adam is bit-identical to the serial pat
           for (int W = 1; W <= 5; ++W) {
             Run& r = runs[static_cast<std::size_t>(W - 1)];
             r.fill_all(step, 0.7f);
-            CHECK(sliced_step(r, clip, W) == nref);
+            const StepNorm n = sliced_step(r, clip, W);
+            CHECK(n.exact == (clip > 0));  // clip 1.0 clips every step: the serial sum decides it
+            if (n.exact)
+              CHECK(n.norm == nref);
+            else
+              CHECK(std::abs(n.norm - nref) <= 1e-12 * nref);
             CHECK(same_state(ref, r));
             // grads_[0] is left zero with no touched rows, as zero() would leave it
             CHECK(r.grads[0].squared_norm() == 0);
@@ -159,6 +166,62 @@ TEST_CASE("sliced reduction + clipping + Adam is bit-identical to the serial pat
         }
       }
     }
+}
+
+TEST_CASE("the unordered squared norm: close to the serial one, same entries, NaN and inf kept") {
+  const ParamSet<float> ps = make_params();
+  GradSet<float> g(ps);
+  fill(g, ps, 5, 0.3f);
+  const auto [quick, n] = g.squared_norm_unordered();
+  std::size_t entries = 0;
+  for (int i = 0; i < ps.size(); ++i)
+    entries += g.sparse(i) ? g.touched_rows(i).size() * static_cast<std::size_t>(ps[i].cols()) : g.grad(i).size();
+  CHECK(n == entries);
+  CHECK(n < 37 * 5 + 13 * 11 + 3 + 1000);  // the untouched embedding rows are not counted
+  const double serial = g.squared_norm();
+  CHECK(serial > 0);
+  CHECK(std::abs(quick - serial) <= 1e-13 * serial);
+  // An untouched sparse row's value does not count, as in squared_norm().
+  const index_t r = [&] {
+    for (index_t k = 0; k < ps[0].rows(); ++k)
+      if (std::find(g.touched_rows(0).begin(), g.touched_rows(0).end(), k) == g.touched_rows(0).end()) return k;
+    return index_t{-1};
+  }();
+  REQUIRE(r >= 0);
+  g.data(0)[r * ps[0].cols()] = 1e30f;
+  CHECK(g.squared_norm_unordered().first == quick);
+  g.grad(3)[999] = std::numeric_limits<float>::infinity();  // the last entry: the scalar tail
+  CHECK(std::isinf(g.squared_norm_unordered().first));
+  g.grad(1)[4] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(std::isnan(g.squared_norm_unordered().first));
+}
+
+TEST_CASE("step_norm: the serial norm whenever clipping may apply, so the clip factor never changes") {
+  const ParamSet<float> ps = make_params();
+  GradSet<float> g(ps);
+  fill(g, ps, 9, 0.3f);
+  const double exact = std::sqrt(g.squared_norm());
+  struct Case {
+    double clip;
+    bool exact;
+  };
+  // Far below the limit or no clipping: the unordered sum; at or near the limit (within the
+  // 1e-6 margin on the square) or above it: the serial sum.
+  for (const Case c : {Case{0.0, false}, Case{exact * 2, false}, Case{exact * (1 + 1e-5), false},
+                       Case{exact * (1 + 1e-7), true}, Case{exact * (1 + 1e-15), true}, Case{exact, true},
+                       Case{std::nextafter(exact, 0.0), true}, Case{exact * 0.5, true}}) {
+    CAPTURE(c.clip);
+    const StepNorm sn = step_norm(g, c.clip);
+    CHECK(sn.exact == c.exact);
+    if (sn.exact) CHECK(sn.norm == exact);
+    CHECK(clip_scale<float>(sn.norm, c.clip) == clip_scale<float>(exact, c.clip));
+  }
+  g.grad(1)[0] = std::numeric_limits<float>::infinity();
+  CHECK(step_norm(g, 0.0).exact);
+  CHECK(std::isinf(step_norm(g, 0.0).norm));
+  g.grad(1)[1] = std::numeric_limits<float>::quiet_NaN();
+  CHECK(step_norm(g, 5.0).exact);
+  CHECK(std::isnan(step_norm(g, 5.0).norm));
 }
 
 TEST_CASE("sliced reduction marks sparse rows touched in the order add() does") {

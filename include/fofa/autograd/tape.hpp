@@ -240,6 +240,34 @@ class GradSet {
     }
     return s;
   }
+  // The same sum of squares in an unspecified order (eight interleaved partial sums instead of one
+  // chain of dependent additions, several times faster), and the number n of entries it adds (the
+  // dense parameters plus the touched rows of the sparse ones). Both sums add n exact non-negative
+  // products, so each is within (n - 1) u of the exact sum (u = 2^-53) and they differ by at most
+  // about 2 n u relative; either is NaN or infinite exactly when the other is.
+  std::pair<double, std::size_t> squared_norm_unordered() const {
+    double acc[8] = {};
+    std::size_t n = 0;
+    auto add = [&](const T* g, std::size_t len) {
+      std::size_t k = 0;
+      for (; k + 8 <= len; k += 8)
+        for (std::size_t j = 0; j < 8; ++j) {
+          const double x = static_cast<double>(g[k + j]);
+          acc[j] += x * x;
+        }
+      for (; k < len; ++k) acc[k % 8] += static_cast<double>(g[k]) * static_cast<double>(g[k]);
+      n += len;
+    };
+    for (std::size_t u = 0; u < grads_.size(); ++u) {
+      if (sparse_[u]) {
+        const auto c = static_cast<std::size_t>(cols_[u]);
+        for (index_t r : touched_[u]) add(grads_[u].data() + static_cast<std::size_t>(r) * c, c);
+      } else {
+        add(grads_[u].data(), grads_[u].size());
+      }
+    }
+    return {((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7])), n};
+  }
 
  private:
   std::vector<std::vector<T>> grads_;

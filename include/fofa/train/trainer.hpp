@@ -288,7 +288,7 @@ class Trainer {
           for (std::size_t t = 1; t < nt; ++t) g.add_slice(grads_[t], i, b, e);
         }
       });
-    const double norm = std::sqrt(g.squared_norm());  // serial: its summation order is part of the result
+    const double norm = autograd::step_norm(g, opt_.clip).norm;  // the serial sum when it decides the step
     FOFA_CHECK(std::isfinite(total) && std::isfinite(norm), "training diverged: loss ", total, ", gradient norm ", norm,
                " at epoch ", epoch + 1, " step ", step_index + 1,
                opt_.checkpoint.empty()   ? std::string(" (no checkpoint configured)")
