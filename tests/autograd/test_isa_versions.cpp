@@ -1,13 +1,14 @@
 // Every ISA version of the autograd's float loops (detail::BestIsa: AVX-512F, AVX2 and baseline on
 // x86-64, whichever this CPU runs) against the double instance of the same loop, over odd sizes so
 // each vector width meets its tail; the loops that replaced plain float loops without changing a bit
-// (column sums, attention's element-wise passes) against those loops, exactly. The float paths'
-// other tests see only the version run() picks.
+// (column sums, attention's element-wise passes, GELU under dropout) against those loops, exactly.
+// The float paths' other tests see only the version run() picks.
 #include <doctest/doctest.h>
 
 #include <cmath>
 #include <cstdint>
 #include <cstdlib>
+#include <cstring>
 #include <numbers>
 #include <string>
 #include <vector>
@@ -119,6 +120,30 @@ TEST_CASE("gelu_backward: every ISA version matches the exact derivative in doub
       fn(n, x.f.data(), y.data(), gy.f.data(), gx.data());
       check_close(gx, want, 2e-5, "gelu_backward " + isa);
     });
+  }
+}
+
+TEST_CASE("gelu_dropout_backward: every ISA version gives that version's mul + gelu_backward bits") {
+  train::Rng rng(14);
+  const auto fused = BestIsa<&autograd::detail::gelu_dropout_backward_f32_loop>::versions();
+  const auto plain = BestIsa<&autograd::detail::gelu_backward_f32_loop>::versions();
+  REQUIRE(fused.size() == plain.size());
+  for (index_t n : kSizes) {
+    CAPTURE(n);
+    Buffer x(n, rng, -9.0, 9.0), gy(n, rng), gx0(n, rng), y(n, rng), mask(n, rng, 0.0, 1.0);
+    for (index_t i = 0; i < n; i += 5) x.f[static_cast<std::size_t>(i)] *= 1e-4f;
+    for (index_t i = 0; i < n; i += 3) mask.f[static_cast<std::size_t>(i)] = 0.0f;  // dropped
+    for (index_t i = 1; i < n; i += 3) mask.f[static_cast<std::size_t>(i)] = 1.25f;  // kept, 1 / (1 - p)
+    std::vector<float> gu(static_cast<std::size_t>(n));
+    fofa::kernels::kernels().mul(n, gy.f.data(), mask.f.data(), gu.data());
+    for (std::size_t v = 0; v < fused.size(); ++v) {
+      CAPTURE(fused[v].isa);
+      REQUIRE(std::string(fused[v].isa) == plain[v].isa);
+      std::vector<float> want = gx0.f, got = gx0.f;
+      plain[v].fn(n, x.f.data(), y.f.data(), gu.data(), want.data());
+      fused[v].fn(n, x.f.data(), y.f.data(), gy.f.data(), mask.f.data(), got.data());
+      CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+    }
   }
 }
 

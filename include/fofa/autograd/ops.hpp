@@ -365,6 +365,26 @@ inline void gelu_backward_f32_loop(index_t n, const float* __restrict x, const f
 inline void gelu_backward_f32(index_t n, const float* x, const float* y, const float* gy, float* gx) {
   BestIsa<&gelu_backward_f32_loop>::run(n, x, y, gy, gx);
 }
+// gelu_backward_f32 of the gradient gy[i] * mask[i] (GELU under dropout, unary_dropout): the same
+// rounded product and the same arithmetic as the mul + gelu_backward pair, in one pass.
+inline void gelu_dropout_backward_f32_loop(index_t n, const float* __restrict x, const float* __restrict y,
+                                           const float* __restrict gy, const float* __restrict mask,
+                                           float* __restrict gx) {
+  constexpr float inv_sqrt2pi = 0.39894228040143267794f;
+  for (index_t i = 0; i < n; ++i) {
+    const float xi = x[i];
+    const bool near0 = std::abs(xi) < 1e-3f;
+    const float q = y[i] / select_bits(near0, 1.0f, xi);
+    const float cdf = select_bits(near0, 0.5f + inv_sqrt2pi * xi, q);
+    const float pdf = inv_sqrt2pi * exp_nonpositive(-0.5f * xi * xi);
+    const float g = gy[i] * mask[i];
+    gx[i] += (cdf + xi * pdf) * g;
+  }
+}
+inline void gelu_dropout_backward_f32(index_t n, const float* x, const float* y, const float* gy, const float* mask,
+                                      float* gx) {
+  BestIsa<&gelu_dropout_backward_f32_loop>::run(n, x, y, gy, mask, gx);
+}
 }  // namespace detail
 
 namespace detail {
@@ -598,6 +618,12 @@ Var unary_dropout(Tape<T>& t, Unary op, Var a, double p, std::uint64_t key) {
     detail::dropout_forward<T>(n, k0, k1, detail::dropout_threshold(p), keep_scale, u, yv, mask);
   Tape<T>* tp = &t;
   t.on_backward([=] {
+    if constexpr (std::is_same_v<T, float>) {
+      if (op == Unary::gelu) {  // the product and GELU's derivative in one pass
+        detail::gelu_dropout_backward_f32(n, av, u, yg, mask, ag);
+        return;
+      }
+    }
     T* gu = tp->temp(n, 3);  // the activation's gradient, mask * dy
     if constexpr (std::is_same_v<T, float>)
       kernels::kernels().mul(n, yg, mask, gu);  // one rounded product each, as the loop below
