@@ -325,14 +325,14 @@ class Tape {
   // New node with zeroed value and gradient.
   Var make(index_t rows, index_t cols) {
     FOFA_CHECK(rows >= 0 && cols >= 0, "negative node shape [", rows, ", ", cols, "]");
-    Node n{rows, cols, arena_.alloc(rows * cols), arena_.alloc(rows * cols)};
+    Node n{rows, cols, arena_.alloc(rows * cols), new_grad(rows * cols)};
     nodes_.push_back(n);
     return Var{static_cast<int>(nodes_.size()) - 1};
   }
   // New node whose value the caller overwrites entirely (not zeroed); gradient zeroed.
   Var make_output(index_t rows, index_t cols) {
     FOFA_CHECK(rows >= 0 && cols >= 0, "negative node shape [", rows, ", ", cols, "]");
-    Node n{rows, cols, arena_.alloc(rows * cols, false), arena_.alloc(rows * cols)};
+    Node n{rows, cols, arena_.alloc(rows * cols, false), new_grad(rows * cols)};
     nodes_.push_back(n);
     return Var{static_cast<int>(nodes_.size()) - 1};
   }
@@ -395,8 +395,34 @@ class Tape {
                backward_.size(), " closures");
     for (std::size_t i = begin; i < end; ++i) backward_[i] = nullptr;
   }
+  // A block of ops whose backward the caller may drop once it has recorded them (a block the
+  // controller's mask removes: TrainableModel::backbone). Inside an open block the gradients of new
+  // nodes are not zeroed; close_block(b, false) zeroes them, close_block(b, true) drops the block's
+  // closures (skip_backward) and leaves them as they are: a node's gradient is read only by the
+  // closure of the op that made it, which is dropped, so what later closures add there is never
+  // read. Saves zeroing the gradients of every node of a dropped block (~40% of the blocks in a
+  // training step). Blocks do not nest.
+  struct Block {
+    std::size_t closures = 0, pending = 0;
+  };
+  Block open_block() {
+    FOFA_CHECK(!block_open_, "open_block: a block is already open");
+    block_open_ = true;
+    return {backward_.size(), pending_zero_.size()};
+  }
+  void close_block(Block b, bool drop) {
+    FOFA_CHECK(block_open_ && b.pending <= pending_zero_.size(), "close_block without open_block");
+    if (drop)
+      skip_backward(b.closures, backward_.size());
+    else
+      for (std::size_t i = b.pending; i < pending_zero_.size(); ++i)
+        std::fill_n(pending_zero_[i].first, pending_zero_[i].second, T(0));
+    pending_zero_.resize(b.pending);
+    block_open_ = false;
+  }
   // Seeds d(out)/d(out) = seed and runs every recorded backward closure in reverse order.
   void backward(Var out, T seed = T(1)) {
+    FOFA_CHECK(!block_open_, "backward() inside an open block (close_block first)");
     FOFA_CHECK(rows(out) * cols(out) == 1, "backward() needs a scalar output, got [", rows(out), ", ", cols(out),
                "]");
     grad(out)[0] += seed;
@@ -408,6 +434,8 @@ class Tape {
     nodes_.clear();
     backward_.clear();
     arena_.reset();
+    pending_zero_.clear();
+    block_open_ = false;
   }
 
   ParamSet<T>& params() { return *params_; }
@@ -470,6 +498,15 @@ class Tape {
   std::vector<Node> nodes_;
   std::vector<std::function<void()>> backward_;
   Arena<T> arena_;
+  // Gradients of the open block's nodes, zeroed at close_block unless the block is dropped.
+  std::vector<std::pair<T*, std::size_t>> pending_zero_;
+  bool block_open_ = false;
+  T* new_grad(index_t n) {
+    if (!block_open_) return arena_.alloc(n);
+    T* g = arena_.alloc(n, false);
+    pending_zero_.emplace_back(g, static_cast<std::size_t>(std::max<index_t>(n, 1)));
+    return g;
+  }
   std::vector<T> temp_[4];
   struct PackEntry {
     kernels::PackedMatrix pm;

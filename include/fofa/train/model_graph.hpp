@@ -495,7 +495,7 @@ class TrainableModel {
       // Evaluation needs no mask gradient, so a dropped block is not computed at all.
       const bool dropped = cfg_.controller.enabled && st.mask_values[static_cast<std::size_t>(k)] == T(0);
       if (skip_dropped && dropped) continue;
-      const std::size_t block_begin = tape.closures();
+      const auto block = tape.open_block();
       // The last block keeps only the output rows after its attention.
       const index_t first = k == cfg_.blocks - 1 ? first_row : 0;
       auto tail = [&](Var x) { return tail_rows(tape, x, first); };
@@ -526,8 +526,8 @@ class TrainableModel {
         out = ln(feed(A, A), 2);
       }
       // A dropped block's output gets gradient 0 * dX: its backward would only add zeros (the mask's
-      // own gradient <dX, out - X> comes from select_blend).
-      if (dropped) tape.skip_backward(block_begin, tape.closures());
+      // own gradient <dX, out - X> comes from select_blend), and its nodes' gradients are never read.
+      tape.close_block(block, dropped);
       X = cfg_.controller.enabled ? autograd::select_blend(tape, st.mask, k, out, tail(X)) : out;
       trimmed = trimmed || first > 0;
     }
