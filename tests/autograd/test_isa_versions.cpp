@@ -125,24 +125,32 @@ TEST_CASE("gelu_backward: every ISA version matches the exact derivative in doub
 
 TEST_CASE("gelu_dropout_backward: every ISA version gives that version's mul + gelu_backward bits") {
   train::Rng rng(14);
-  const auto fused = BestIsa<&autograd::detail::gelu_dropout_backward_f32_loop>::versions();
+  const auto fused = BestIsa<&autograd::detail::gelu_dropout_backward_f32_loop<false>>::versions();
+  const auto fresh = BestIsa<&autograd::detail::gelu_dropout_backward_f32_loop<true>>::versions();
   const auto plain = BestIsa<&autograd::detail::gelu_backward_f32_loop>::versions();
   REQUIRE(fused.size() == plain.size());
+  REQUIRE(fresh.size() == plain.size());
   for (index_t n : kSizes) {
     CAPTURE(n);
     Buffer x(n, rng, -9.0, 9.0), gy(n, rng), gx0(n, rng), y(n, rng), mask(n, rng, 0.0, 1.0);
     for (index_t i = 0; i < n; i += 5) x.f[static_cast<std::size_t>(i)] *= 1e-4f;
-    for (index_t i = 0; i < n; i += 3) mask.f[static_cast<std::size_t>(i)] = 0.0f;  // dropped
+    for (index_t i = 0; i < n; i += 3) mask.f[static_cast<std::size_t>(i)] = 0.0f;  // dropped: -0 or +0
     for (index_t i = 1; i < n; i += 3) mask.f[static_cast<std::size_t>(i)] = 1.25f;  // kept, 1 / (1 - p)
     std::vector<float> gu(static_cast<std::size_t>(n));
     fofa::kernels::kernels().mul(n, gy.f.data(), mask.f.data(), gu.data());
     for (std::size_t v = 0; v < fused.size(); ++v) {
       CAPTURE(fused[v].isa);
       REQUIRE(std::string(fused[v].isa) == plain[v].isa);
+      REQUIRE(std::string(fresh[v].isa) == plain[v].isa);
       std::vector<float> want = gx0.f, got = gx0.f;
       plain[v].fn(n, x.f.data(), y.f.data(), gu.data(), want.data());
       fused[v].fn(n, x.f.data(), y.f.data(), gy.f.data(), mask.f.data(), got.data());
       CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
+      // Overwriting stale values (NaN) gives the bits of adding into zeros, signs of zero included.
+      std::vector<float> zeros(static_cast<std::size_t>(n), 0.0f), stale(static_cast<std::size_t>(n), std::nanf(""));
+      fused[v].fn(n, x.f.data(), y.f.data(), gy.f.data(), mask.f.data(), zeros.data());
+      fresh[v].fn(n, x.f.data(), y.f.data(), gy.f.data(), mask.f.data(), stale.data());
+      CHECK(std::memcmp(stale.data(), zeros.data(), zeros.size() * sizeof(float)) == 0);
     }
   }
 }
@@ -220,6 +228,61 @@ TEST_CASE("layernorm forward and backward: every ISA version matches the double 
         check_close(ggf, gg, 1e-5, "layernorm weight gradient " + isa);
         check_close(bgf, bg, 1e-5, "layernorm bias gradient " + isa);
       });
+    }
+  }
+}
+
+// The Fresh instances (Tape::grad_to_write's first writer) against the accumulating ones on zeros:
+// the same bits, signs of zero included (the inputs hold exact zeros of both signs).
+TEST_CASE("layernorm and residual dropout backward: the fresh (overwriting) versions give accumulate-into-zero bits") {
+  using autograd::detail::layernorm_backward;
+  using autograd::detail::residual_dropout_backward;
+  train::Rng rng(18);
+  const auto ln_add = BestIsa<&layernorm_backward<float>>::versions();
+  const auto ln_fresh = BestIsa<&layernorm_backward<float, true>>::versions();
+  const auto rd_add = BestIsa<&residual_dropout_backward<float>>::versions();
+  const auto rd_b = BestIsa<&residual_dropout_backward<float, true, false>>::versions();
+  const auto rd_z = BestIsa<&residual_dropout_backward<float, false, true>>::versions();
+  const auto rd_bz = BestIsa<&residual_dropout_backward<float, true, true>>::versions();
+  REQUIRE(ln_fresh.size() == ln_add.size());
+  auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+    return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0;
+  };
+  for (index_t R : {1, 3}) {
+    for (index_t C : kSizes) {
+      CAPTURE(R); CAPTURE(C);
+      const index_t n = R * C;
+      const auto zn = static_cast<std::size_t>(n);
+      Buffer yg(n, rng), xh(n, rng), rs(R, rng, 0.5, 2.0), g(C, rng), z(n, rng), row(C, rng), m(n, rng, 0.0, 1.0);
+      for (index_t i = 0; i < n; i += 4) yg.f[static_cast<std::size_t>(i)] = i % 8 ? -0.0f : 0.0f;
+      for (index_t i = 1; i < n; i += 3) m.f[static_cast<std::size_t>(i)] = 0.0f;
+      for (std::size_t v = 0; v < ln_add.size(); ++v) {
+        CAPTURE(ln_add[v].isa);
+        std::vector<float> want(zn, 0.0f), got(zn, std::nanf("")), gg(static_cast<std::size_t>(C)), bg(gg.size());
+        ln_add[v].fn(R, C, yg.f.data(), xh.f.data(), rs.f.data(), g.f.data(), want.data(), gg.data(), bg.data());
+        ln_fresh[v].fn(R, C, yg.f.data(), xh.f.data(), rs.f.data(), g.f.data(), got.data(), gg.data(), bg.data());
+        CHECK(same(got, want));
+      }
+      for (const bool with_row : {false, true})
+        for (const bool with_mask : {false, true}) {
+          CAPTURE(with_row); CAPTURE(with_mask);
+          const float* rf = with_row ? row.f.data() : nullptr;
+          const float* mf = with_mask ? m.f.data() : nullptr;
+          for (std::size_t v = 0; v < rd_add.size(); ++v) {
+            CAPTURE(rd_add[v].isa);
+            std::vector<float> rg(static_cast<std::size_t>(C), 0.0f);
+            std::vector<float> bw(zn, 0.0f), zw(zn, 0.0f);
+            rd_add[v].fn(R, C, yg.f.data(), mf, z.f.data(), rf, bw.data(), zw.data(), rg.data());
+            const std::vector<float> stale(zn, std::nanf("")), kept(zn, 0.0f);
+            std::vector<float> b1 = stale, z1 = kept, b2 = kept, z2 = stale, b3 = stale, z3 = stale;
+            rd_b[v].fn(R, C, yg.f.data(), mf, z.f.data(), rf, b1.data(), z1.data(), rg.data());
+            rd_z[v].fn(R, C, yg.f.data(), mf, z.f.data(), rf, b2.data(), z2.data(), rg.data());
+            rd_bz[v].fn(R, C, yg.f.data(), mf, z.f.data(), rf, b3.data(), z3.data(), rg.data());
+            CHECK(same(b1, bw)); CHECK(same(z1, zw));
+            CHECK(same(b2, bw)); CHECK(same(z2, zw));
+            CHECK(same(b3, bw)); CHECK(same(z3, zw));
+          }
+        }
     }
   }
 }

@@ -1,6 +1,7 @@
-// Tape blocks (open_block / close_block): a kept block back-propagates exactly as unblocked ops; a
-// dropped block's closures never run and its nodes' gradients, never zeroed, never reach a result,
-// even on an arena full of stale values; misuse is an error.
+// Lazily zeroed tape gradients (grad_to_write / grad_to_read / grad) and tape blocks (open_block /
+// close_block): a kept block back-propagates exactly as unblocked ops; a dropped block's closures
+// never run and its nodes' gradients, never zeroed, never reach a result, even on an arena full of
+// stale values; misuse is an error.
 #include <doctest/doctest.h>
 
 #include <cmath>
@@ -87,23 +88,72 @@ TEST_CASE("tape blocks: kept and dropped blocks give the unblocked graph's gradi
   CHECK(both == gradients(ps, false, false));
 }
 
-TEST_CASE("tape blocks: kept blocks zero their nodes' gradients; misuse is an error") {
+namespace {
+// A tape whose arena's first chunk is full of NaN (stale memory from an earlier use).
+void poison(Tape<float>& t) {
+  Var junk = t.make(1 << 16, 1);
+  std::fill_n(t.value(junk), 1 << 16, std::nanf(""));
+  std::fill_n(t.grad(junk), 1 << 16, std::nanf(""));
+  t.reset();
+}
+bool all_zero(const float* p, index_t n) {
+  for (index_t i = 0; i < n; ++i)
+    if (p[i] != 0.0f || std::signbit(p[i])) return false;
+  return true;
+}
+}  // namespace
+
+TEST_CASE("lazy gradients: the first writer overwrites, readers and grad() see zeros, reshapes share the state") {
   ParamSet<float> ps = make_params();
   GradSet<float> g(ps);
   Tape<float> t(ps, g);
-  Var junk = t.make(32, 32);
-  std::fill_n(t.grad(junk), 32 * 32, 7.0f);
-  t.reset();
+  poison(t);
+  Var y = t.make_output(3, 4);
+  const auto w1 = t.grad_to_write(y);
+  CHECK(w1.overwrite);
+  CHECK_FALSE(t.grad_to_write(y).overwrite);  // the second writer adds
+  Var z = t.make_output(5, 2);
+  CHECK(all_zero(t.grad_to_read(z), 10));  // nothing written: zeroed for the reader
+  CHECK_FALSE(t.grad_to_write(z).overwrite);
+  Var u = t.make(2, 6);
+  CHECK(all_zero(t.grad(u), 12));  // raw access: zeroed
+  CHECK_FALSE(t.grad_to_write(u).overwrite);
+  Var v = t.make_output(4, 3);
+  Var r = t.reshape(v, 2, 6);
+  CHECK(t.grad_to_write(r).overwrite);
+  CHECK_FALSE(t.grad_to_write(v).overwrite);  // the same storage
+  float other[4] = {std::nanf(""), 0, 0, 0};
+  Var a = t.alias(1, 4, other, other);  // storage from elsewhere: always added to
+  CHECK_FALSE(t.grad_to_write(a).overwrite);
+  CHECK_FALSE(t.grad_to_write(t.param("w")).overwrite);
+}
+
+TEST_CASE("tape blocks: kept blocks zero what grad() handed out at close; dropped ones never; misuse is an error") {
+  ParamSet<float> ps = make_params();
+  GradSet<float> g(ps);
+  Tape<float> t(ps, g);
+  poison(t);
+  Var before = t.make_output(2, 2);  // outside any block: grad() zeroes at once
   auto b = t.open_block();
   CHECK_THROWS_WITH_AS(t.open_block(), doctest::Contains("already open"), fofa::Error);
+  CHECK(all_zero(t.grad(before), 4));
   Var y = t.make_output(32, 32);
-  Var z = t.make(4, 4);
+  float* yg = t.grad(y);  // zeroed at close_block
+  Var lazy = t.make_output(4, 4);  // never handed out: stays unwritten
   Var one = t.make(1, 1);
   CHECK_THROWS_WITH_AS(t.backward(one), doctest::Contains("open block"), fofa::Error);
   t.close_block(b, false);
-  for (index_t i = 0; i < 32 * 32; ++i) CHECK(t.grad(y)[i] == 0.0f);
-  for (index_t i = 0; i < 16; ++i) CHECK(t.grad(z)[i] == 0.0f);
+  CHECK(all_zero(yg, 32 * 32));
+  CHECK(t.grad_to_write(lazy).overwrite);
   CHECK_THROWS_WITH_AS(t.close_block(b, false), doctest::Contains("without open_block"), fofa::Error);
+  // A dropped block's gradients are never zeroed, and whoever writes them may overwrite.
+  b = t.open_block();
+  Var d = t.make_output(4, 4);
+  float* dg = t.grad(d);
+  t.close_block(b, true);
+  CHECK(std::isnan(dg[0]));
+  CHECK(std::isnan(t.grad(d)[0]));
+  CHECK(t.grad_to_write(d).overwrite);
   // reset() forgets an open block.
   t.open_block();
   t.reset();

@@ -295,14 +295,18 @@ Var select_blend(Tape<T>& t, Var gate, index_t k, Var a, Var b) {
   const index_t n = t.rows(a) * t.cols(a);
   Var y = t.make_output(t.rows(a), t.cols(a));
   T *mv = t.value(gate) + k, *mg = t.grad(gate) + k;
-  T *av = t.value(a), *bv = t.value(b), *yv = t.value(y), *ag = t.grad(a), *bg = t.grad(b), *yg = t.grad(y);
+  T *av = t.value(a), *bv = t.value(b), *yv = t.value(y);
   const T m = *mv;
   for (index_t i = 0; i < n; ++i) yv[i] = m * av[i] + (T(1) - m) * bv[i];
+  Tape<T>* tp = &t;
   t.on_backward([=] {
+    const T* yg = tp->grad_to_read(y);
+    const auto [ag, fa] = tp->grad_to_write(a);  // fresh gradients: written as 0 + contribution
+    const auto [bg, fb] = tp->grad_to_write(b);
     T dm = 0;
     for (index_t i = 0; i < n; ++i) {
-      ag[i] += m * yg[i];
-      bg[i] += (T(1) - m) * yg[i];
+      ag[i] = (fa ? T(0) : ag[i]) + m * yg[i];
+      bg[i] = (fb ? T(0) : bg[i]) + (T(1) - m) * yg[i];
       dm += yg[i] * (av[i] - bv[i]);
     }
     *mg += dm;
@@ -366,7 +370,9 @@ inline void gelu_backward_f32(index_t n, const float* x, const float* y, const f
   BestIsa<&gelu_backward_f32_loop>::run(n, x, y, gy, gx);
 }
 // gelu_backward_f32 of the gradient gy[i] * mask[i] (GELU under dropout, unary_dropout): the same
-// rounded product and the same arithmetic as the mul + gelu_backward pair, in one pass.
+// rounded product and the same arithmetic as the mul + gelu_backward pair, in one pass. Overwrite:
+// gx holds no gradient yet (Tape::grad_to_write), so gx = contribution + 0, as 0 + contribution.
+template <bool Overwrite>
 inline void gelu_dropout_backward_f32_loop(index_t n, const float* __restrict x, const float* __restrict y,
                                            const float* __restrict gy, const float* __restrict mask,
                                            float* __restrict gx) {
@@ -378,12 +384,18 @@ inline void gelu_dropout_backward_f32_loop(index_t n, const float* __restrict x,
     const float cdf = select_bits(near0, 0.5f + inv_sqrt2pi * xi, q);
     const float pdf = inv_sqrt2pi * exp_nonpositive(-0.5f * xi * xi);
     const float g = gy[i] * mask[i];
-    gx[i] += (cdf + xi * pdf) * g;
+    if constexpr (Overwrite)
+      gx[i] = (cdf + xi * pdf) * g + 0.0f;
+    else
+      gx[i] += (cdf + xi * pdf) * g;
   }
 }
 inline void gelu_dropout_backward_f32(index_t n, const float* x, const float* y, const float* gy, const float* mask,
-                                      float* gx) {
-  BestIsa<&gelu_dropout_backward_f32_loop>::run(n, x, y, gy, mask, gx);
+                                      float* gx, bool overwrite) {
+  if (overwrite)
+    BestIsa<&gelu_dropout_backward_f32_loop<true>>::run(n, x, y, gy, mask, gx);
+  else
+    BestIsa<&gelu_dropout_backward_f32_loop<false>>::run(n, x, y, gy, mask, gx);
 }
 }  // namespace detail
 
@@ -529,7 +541,9 @@ inline void residual_dropout_forward_f32(index_t R, index_t C, std::uint32_t k0,
 }
 // The backward of residual_dropout: gb += gy; gz += mask gy row; grow += sum_r mask gy z (mask and
 // row may be nullptr: all ones; grow only with row).
-template <class T>
+// FreshB / FreshZ: bg / zg hold no gradient yet (Tape::grad_to_write) and are written as
+// 0 + contribution.
+template <class T, bool FreshB = false, bool FreshZ = false>
 inline void residual_dropout_backward(index_t R, index_t C, const T* __restrict yg, const T* __restrict mask,
                                       const T* __restrict zv, const T* __restrict rv, T* __restrict bg,
                                       T* __restrict zg, T* __restrict rg) {
@@ -538,25 +552,33 @@ inline void residual_dropout_backward(index_t R, index_t C, const T* __restrict 
     const T* m = mask ? mask + r * C : nullptr;
     T* gz = zg + r * C;
     T* gb = bg + r * C;
-    for (index_t c = 0; c < C; ++c) gb[c] += gy[c];
+    for (index_t c = 0; c < C; ++c) gb[c] = (FreshB ? T(0) : gb[c]) + gy[c];
     if (!rv) {
       if (m)
-        for (index_t c = 0; c < C; ++c) gz[c] += gy[c] * m[c];
+        for (index_t c = 0; c < C; ++c) gz[c] = (FreshZ ? T(0) : gz[c]) + gy[c] * m[c];
       else
-        for (index_t c = 0; c < C; ++c) gz[c] += gy[c];
+        for (index_t c = 0; c < C; ++c) gz[c] = (FreshZ ? T(0) : gz[c]) + gy[c];
       continue;
     }
     const T* z = zv + r * C;
     for (index_t c = 0; c < C; ++c) {
       const T g = m ? gy[c] * m[c] : gy[c];
-      gz[c] += g * rv[c];
+      gz[c] = (FreshZ ? T(0) : gz[c]) + g * rv[c];
       rg[c] += g * z[c];
     }
   }
 }
 inline void residual_dropout_backward_f32(index_t R, index_t C, const float* yg, const float* mask, const float* zv,
-                                          const float* rv, float* bg, float* zg, float* rg) {
-  BestIsa<&residual_dropout_backward<float>>::run(R, C, yg, mask, zv, rv, bg, zg, rg);
+                                          const float* rv, float* bg, float* zg, float* rg, bool fresh_b = false,
+                                          bool fresh_z = false) {
+  if (fresh_b && fresh_z)
+    BestIsa<&residual_dropout_backward<float, true, true>>::run(R, C, yg, mask, zv, rv, bg, zg, rg);
+  else if (fresh_b)
+    BestIsa<&residual_dropout_backward<float, true, false>>::run(R, C, yg, mask, zv, rv, bg, zg, rg);
+  else if (fresh_z)
+    BestIsa<&residual_dropout_backward<float, false, true>>::run(R, C, yg, mask, zv, rv, bg, zg, rg);
+  else
+    BestIsa<&residual_dropout_backward<float>>::run(R, C, yg, mask, zv, rv, bg, zg, rg);
 }
 }  // namespace detail
 
@@ -573,7 +595,7 @@ Var residual_dropout(Tape<T>& t, Var base, Var z, Var row, double p, std::uint64
                "] does not broadcast to [", R, ", ", C, "]");
   FOFA_CHECK(t.value(base) != t.value(z), "residual_dropout: base and branch share storage");
   Var y = t.make_output(R, C);
-  T *bv = t.value(base), *bg = t.grad(base), *zv = t.value(z), *zg = t.grad(z), *yv = t.value(y), *yg = t.grad(y);
+  T *bv = t.value(base), *zv = t.value(z), *yv = t.value(y);
   T* rv = row.valid() ? t.value(row) : nullptr;
   T* rg = row.valid() ? t.grad(row) : nullptr;
   T* mask = nullptr;
@@ -589,11 +611,18 @@ Var residual_dropout(Tape<T>& t, Var base, Var z, Var row, double p, std::uint64
     for (index_t r = 0; r < R; ++r)
       for (index_t c = 0; c < C; ++c) yv[r * C + c] = bv[r * C + c] + (rv ? zv[r * C + c] * rv[c] : zv[r * C + c]);
   }
+  Tape<T>* tp = &t;
   t.on_backward([=] {
-    if constexpr (std::is_same_v<T, float>)
-      detail::residual_dropout_backward_f32(R, C, yg, mask, zv, rv, bg, zg, rg);
-    else
+    const T* yg = tp->grad_to_read(y);
+    const auto [bg, fb] = tp->grad_to_write(base);
+    const auto [zg, fz] = tp->grad_to_write(z);
+    if constexpr (std::is_same_v<T, float>) {
+      detail::residual_dropout_backward_f32(R, C, yg, mask, zv, rv, bg, zg, rg, fb, fz);
+    } else {
+      if (fb) std::fill_n(bg, R * C, T(0));
+      if (fz) std::fill_n(zg, R * C, T(0));
       detail::residual_dropout_backward<T>(R, C, yg, mask, zv, rv, bg, zg, rg);
+    }
   });
   return y;
 }
@@ -606,7 +635,7 @@ Var unary_dropout(Tape<T>& t, Unary op, Var a, double p, std::uint64_t key) {
   FOFA_CHECK(p > 0.0 && p < 1.0, "dropout probability must be in [0, 1), got ", p);
   const index_t n = t.rows(a) * t.cols(a);
   Var y = t.make_output(t.rows(a), t.cols(a));
-  T *av = t.value(a), *ag = t.grad(a), *yv = t.value(y), *yg = t.grad(y);
+  T *av = t.value(a), *yv = t.value(y);
   T* u = t.scratch_uninit(n);
   T* mask = t.scratch_uninit(n);
   detail::unary_forward(op, n, av, u);
@@ -618,12 +647,15 @@ Var unary_dropout(Tape<T>& t, Unary op, Var a, double p, std::uint64_t key) {
     detail::dropout_forward<T>(n, k0, k1, detail::dropout_threshold(p), keep_scale, u, yv, mask);
   Tape<T>* tp = &t;
   t.on_backward([=] {
+    const T* yg = tp->grad_to_read(y);
     if constexpr (std::is_same_v<T, float>) {
       if (op == Unary::gelu) {  // the product and GELU's derivative in one pass
-        detail::gelu_dropout_backward_f32(n, av, u, yg, mask, ag);
+        const auto [ag, fresh] = tp->grad_to_write(a);
+        detail::gelu_dropout_backward_f32(n, av, u, yg, mask, ag, fresh);
         return;
       }
     }
+    T* ag = tp->grad_to_read(a);  // added to
     T* gu = tp->temp(n, 3);  // the activation's gradient, mask * dy
     if constexpr (std::is_same_v<T, float>)
       kernels::kernels().mul(n, yg, mask, gu);  // one rounded product each, as the loop below
@@ -756,7 +788,7 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
     FOFA_CHECK(t.rows(b) * t.cols(b) == N, "linear: bias has ", t.rows(b) * t.cols(b), " elements, W has ", N,
                " rows");
   Var y = t.make_output(M, N);
-  T *xv = t.value(x), *xg = t.grad(x), *wv = t.value(w), *wg = t.grad(w), *yv = t.value(y), *yg = t.grad(y);
+  T *xv = t.value(x), *wv = t.value(w), *wg = t.grad(w), *yv = t.value(y);
   T* bv = b.valid() ? t.value(b) : nullptr;
   T* bg = b.valid() ? t.grad(b) : nullptr;
   if constexpr (std::is_same_v<T, float>) {
@@ -765,16 +797,19 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
       kt.gemm(M, xv, K, t.packed_weight(w, bv, false), yv, N, kernels::Activation::none, false);
       Tape<T>* tp = &t;
       t.on_backward([=] {
+        const T* yg = tp->grad_to_read(y);
+        const auto [xg, fresh] = tp->grad_to_write(x);  // fresh: dx is written, not added (a +0 chain)
         if (tp->caches_packed(w))  // dx = dy W: a parameter's per-step pack, any other W read in place
-          kt.gemm(M, yg, N, tp->packed_weight(w, nullptr, true), xg, K, kernels::Activation::none, true);
+          kt.gemm(M, yg, N, tp->packed_weight(w, nullptr, true), xg, K, kernels::Activation::none, !fresh);
         else
-          kt.gemm_b(M, yg, N, 1, K, N, wv, K, xg, K, true);
+          kt.gemm_b(M, yg, N, 1, K, N, wv, K, xg, K, !fresh);
         kt.gemm_b(N, yg, 1, N, K, M, xv, K, wg, K, true);  // dW = dy^T x: dy read transposed, x in place
         if (bg) detail::add_column_sums(M, N, yg, bg);
       });
       return y;
     }
     if (t.caches_packed(w)) {  // few rows against a parameter: GEMV on the per-step packed copy
+      T *xg = t.grad(x), *yg = t.grad(y);
       const kernels::KernelTable& kt = kernels::kernels();
       const kernels::PackedMatrix& pw = t.packed_weight(w, bv, false);
       for (index_t i = 0; i < M; ++i) kt.gemv(xv + i * K, pw, yv + i * N, kernels::Activation::none, false);
@@ -788,6 +823,7 @@ Var linear(Tape<T>& t, Var x, Var w, Var b = {}) {
       return y;
     }
   }
+  T *xg = t.grad(x), *yg = t.grad(y);
   T* scratch = M <= 4 ? nullptr : t.scratch_uninit(N * K);
   gemm_nt(M, N, K, xv, wv, yv, false, scratch);
   if (bv)
@@ -806,7 +842,7 @@ namespace detail {
 template <class T>
 Var matmul_into(Tape<T>& t, Var a, Var b, Var y, bool accumulate) {
   const index_t M = t.rows(a), K = t.cols(a), N = t.cols(b);
-  T *av = t.value(a), *ag = t.grad(a), *bv = t.value(b), *bg = t.grad(b), *yv = t.value(y), *yg = t.grad(y);
+  T *av = t.value(a), *bv = t.value(b), *bg = t.grad(b), *yv = t.value(y);
   if constexpr (std::is_same_v<T, float>) {
     if (M >= kPackedGemmMinRows) {
       const kernels::KernelTable& kt = kernels::kernels();
@@ -816,7 +852,9 @@ Var matmul_into(Tape<T>& t, Var a, Var b, Var y, bool accumulate) {
         kt.gemm_b(M, av, K, 1, N, K, bv, N, yv, N, accumulate);
       Tape<T>* tp = &t;
       t.on_backward([=] {
-        kt.gemm(M, yg, N, tp->packed_weight(b, nullptr, false), ag, K, kernels::Activation::none, true);  // da = dy b^T
+        const T* yg = tp->grad_to_read(y);
+        const auto [ag, fresh] = tp->grad_to_write(a);  // fresh: da is written, not added (a +0 chain)
+        kt.gemm(M, yg, N, tp->packed_weight(b, nullptr, false), ag, K, kernels::Activation::none, !fresh);  // da = dy b^T
         // db = a^T dy: a read transposed, dy in place. A narrow b (a rank-8 factor, K rows of N <= 8)
         // runs as db^T = dy^T a, whose right operand is a's whole rows instead of 8 floats gathered
         // from each of M rows per tile (36 against ~80 GFLOP/s); the same sums, added transposed.
@@ -833,6 +871,7 @@ Var matmul_into(Tape<T>& t, Var a, Var b, Var y, bool accumulate) {
     }
   }
   gemm_nn(M, N, K, av, bv, yv, accumulate);
+  T *ag = t.grad(a), *yg = t.grad(y);
   T* scratch = t.scratch_uninit(K * N);
   t.on_backward([=] {
     gemm_nt(M, K, N, yg, bv, ag, true, scratch);  // da = dy b^T
@@ -893,7 +932,8 @@ inline void layernorm_forward(index_t R, index_t C, const T* __restrict xv, cons
     }
   }
 }
-template <class T>
+// Fresh: xg holds no gradient yet (Tape::grad_to_write) and is written as 0 + contribution.
+template <class T, bool Fresh = false>
 inline void layernorm_backward(index_t R, index_t C, const T* __restrict yg, const T* __restrict xhat,
                                const T* __restrict rstd, const T* __restrict gv, T* __restrict xg, T* __restrict gg,
                                T* __restrict bg) {
@@ -907,7 +947,7 @@ inline void layernorm_backward(index_t R, index_t C, const T* __restrict yg, con
     const T mean_gg = sum8<T>(C, [&](index_t c) { return g[c] * gv[c]; }) / static_cast<T>(C);
     const T mean_ggx = sum8<T>(C, [&](index_t c) { return g[c] * gv[c] * xh[c]; }) / static_cast<T>(C);
     T* gx = xg + r * C;
-    for (index_t c = 0; c < C; ++c) gx[c] += rstd[r] * (g[c] * gv[c] - mean_gg - xh[c] * mean_ggx);
+    for (index_t c = 0; c < C; ++c) gx[c] = (Fresh ? T(0) : gx[c]) + rstd[r] * (g[c] * gv[c] - mean_gg - xh[c] * mean_ggx);
   }
 }
 inline void layernorm_forward_f32(index_t R, index_t C, const float* xv, const float* gv, const float* bv, float eps,
@@ -915,8 +955,11 @@ inline void layernorm_forward_f32(index_t R, index_t C, const float* xv, const f
   BestIsa<&layernorm_forward<float>>::run(R, C, xv, gv, bv, eps, xhat, rstd, yv);
 }
 inline void layernorm_backward_f32(index_t R, index_t C, const float* yg, const float* xhat, const float* rstd,
-                                   const float* gv, float* xg, float* gg, float* bg) {
-  BestIsa<&layernorm_backward<float>>::run(R, C, yg, xhat, rstd, gv, xg, gg, bg);
+                                   const float* gv, float* xg, float* gg, float* bg, bool fresh = false) {
+  if (fresh)
+    BestIsa<&layernorm_backward<float, true>>::run(R, C, yg, xhat, rstd, gv, xg, gg, bg);
+  else
+    BestIsa<&layernorm_backward<float>>::run(R, C, yg, xhat, rstd, gv, xg, gg, bg);
 }
 }  // namespace detail
 
@@ -927,17 +970,22 @@ Var layernorm(Tape<T>& t, Var x, Var gamma, Var beta, T eps) {
   FOFA_CHECK(t.rows(gamma) * t.cols(gamma) == C && t.rows(beta) * t.cols(beta) == C, "layernorm: gamma/beta size ",
              t.rows(gamma) * t.cols(gamma), " for rows of ", C);
   Var y = t.make_output(R, C);
-  T *xv = t.value(x), *xg = t.grad(x), *gv = t.value(gamma), *gg = t.grad(gamma), *bv = t.value(beta),
-    *bg = t.grad(beta), *yv = t.value(y), *yg = t.grad(y);
+  T *xv = t.value(x), *gv = t.value(gamma), *gg = t.grad(gamma), *bv = t.value(beta), *bg = t.grad(beta),
+    *yv = t.value(y);
   T* xhat = t.scratch_uninit(R * C);
   T* rstd = t.scratch_uninit(R);
   if constexpr (std::is_same_v<T, float>)
     detail::layernorm_forward_f32(R, C, xv, gv, bv, eps, xhat, rstd, yv);
   else
     detail::layernorm_forward<T>(R, C, xv, gv, bv, eps, xhat, rstd, yv);
+  Tape<T>* tp = &t;
   t.on_backward([=] {
+    const T* yg = tp->grad_to_read(y);
+    const auto [xg, fresh] = tp->grad_to_write(x);
     if constexpr (std::is_same_v<T, float>)
-      detail::layernorm_backward_f32(R, C, yg, xhat, rstd, gv, xg, gg, bg);
+      detail::layernorm_backward_f32(R, C, yg, xhat, rstd, gv, xg, gg, bg, fresh);
+    else if (fresh)
+      detail::layernorm_backward<T, true>(R, C, yg, xhat, rstd, gv, xg, gg, bg);
     else
       detail::layernorm_backward<T>(R, C, yg, xhat, rstd, gv, xg, gg, bg);
   });
@@ -988,8 +1036,7 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
       for (index_t r0 = 0; r0 < R; r0 += kBlock) f(r0, std::min(r0 + kBlock, R));
     };
     Var y = t.make_output(R, D);
-    float *qv = t.value(q), *kv = t.value(k), *vv = t.value(v), *qg = t.grad(q), *kg = t.grad(k), *vg = t.grad(v);
-    float *yv = t.value(y), *yg = t.grad(y);
+    float *qv = t.value(q), *kv = t.value(k), *vv = t.value(v), *yv = t.value(y);
     float* P = t.scratch_uninit(heads * R * R);
     const kernels::KernelTable& kt = kernels::kernels();
     const auto none = kernels::Activation::none;
@@ -1009,6 +1056,12 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
     }
     Tape<T>* tp = &t;
     t.on_backward([=] {
+      const float* yg = tp->grad_to_read(y);
+      // Fresh gradients are written, not added (GEMM chains from +0), by each head's columns once.
+      // Asked in the order of the first writes (dV, dQ, dK) in case q, k, v share a node.
+      const auto [vg, fv] = tp->grad_to_write(v);
+      const auto [qg, fq] = tp->grad_to_write(q);
+      const auto [kg, fk] = tp->grad_to_write(k);
       kernels::PackedMatrix& pb = tp->packed_scratch();
       float* dS = tp->temp(R * R, 1);
       for (index_t h = 0; h < heads; ++h) {
@@ -1031,13 +1084,13 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
         // Key rows [j0, j1) take gradient from query rows [j0, R): x is P^T / dS^T, k from j0. The
         // right operands (dY, K, Q) are read in place.
         blocks([&](index_t j0, index_t j1) {  // dV += P^T dY
-          kt.gemm_b(j1 - j0, Ph + j0 * R + j0, 1, R, dh, R - j0, yg + j0 * D + o, D, vg + j0 * D + o, D, true);
+          kt.gemm_b(j1 - j0, Ph + j0 * R + j0, 1, R, dh, R - j0, yg + j0 * D + o, D, vg + j0 * D + o, D, !fv);
         });
         blocks([&](index_t i0, index_t i1) {  // dQ += dS K
-          kt.gemm_b(i1 - i0, dS + i0 * R, R, 1, dh, i1, kv + o, D, qg + i0 * D + o, D, true);
+          kt.gemm_b(i1 - i0, dS + i0 * R, R, 1, dh, i1, kv + o, D, qg + i0 * D + o, D, !fq);
         });
         blocks([&](index_t j0, index_t j1) {  // dK += dS^T Q
-          kt.gemm_b(j1 - j0, dS + j0 * R + j0, 1, R, dh, R - j0, qv + j0 * D + o, D, kg + j0 * D + o, D, true);
+          kt.gemm_b(j1 - j0, dS + j0 * R + j0, 1, R, dh, R - j0, qv + j0 * D + o, D, kg + j0 * D + o, D, !fk);
         });
       }
     });

@@ -1,9 +1,9 @@
 // fofa/autograd/tape.hpp — a minimal reverse-mode autograd: parameters, gradients, and a tape.
 //
 // ParamSet<T> holds named trainable tensors (DESIGN tensor names, PyTorch shapes). A Tape<T>
-// records one computation in forward order: each op allocates its result (value + zeroed
-// gradient) from an arena that is reused across steps, and pushes a backward closure; backward()
-// runs the closures in reverse. Every node is 2-D [rows, cols] row-major (vectors are [1, n]).
+// records one computation in forward order: each op allocates its result (value + gradient,
+// zeroed lazily: see "Gradients" in Tape) from an arena that is reused across steps, and pushes a
+// backward closure; backward() runs the closures in reverse. Every node is 2-D [rows, cols] row-major (vectors are [1, n]).
 // Gradients of parameters ADD into a GradSet<T> bound to the tape, so one GradSet per thread gives
 // data parallelism over a batch (reduce with GradSet::add). Parameters flagged sparse_rows (item
 // embeddings) record which rows received gradient, so zeroing and reducing touch only those rows.
@@ -316,25 +316,22 @@ class Tape {
     T* value = nullptr;
     T* grad = nullptr;
     int param = -1;  // the dense parameter this node aliases (param()), else -1
+    int root = -1;   // the node that made the gradient storage (a reshape shares its source's)
   };
 
   Tape(ParamSet<T>& params, GradSet<T>& grads) : params_(&params), grads_(&grads) {
     FOFA_CHECK(grads.size() == params.size(), "GradSet does not match the ParamSet");
   }
 
-  // New node with zeroed value and gradient.
+  // New node with zeroed value and a zero gradient (see "Gradients" below).
   Var make(index_t rows, index_t cols) {
     FOFA_CHECK(rows >= 0 && cols >= 0, "negative node shape [", rows, ", ", cols, "]");
-    Node n{rows, cols, arena_.alloc(rows * cols), new_grad(rows * cols)};
-    nodes_.push_back(n);
-    return Var{static_cast<int>(nodes_.size()) - 1};
+    return push_fresh(rows, cols, arena_.alloc(rows * cols));
   }
-  // New node whose value the caller overwrites entirely (not zeroed); gradient zeroed.
+  // New node whose value the caller overwrites entirely (not zeroed); a zero gradient.
   Var make_output(index_t rows, index_t cols) {
     FOFA_CHECK(rows >= 0 && cols >= 0, "negative node shape [", rows, ", ", cols, "]");
-    Node n{rows, cols, arena_.alloc(rows * cols, false), new_grad(rows * cols)};
-    nodes_.push_back(n);
-    return Var{static_cast<int>(nodes_.size()) - 1};
+    return push_fresh(rows, cols, arena_.alloc(rows * cols, false));
   }
   // A constant input (gradient computed but unused).
   Var constant(index_t rows, index_t cols, const T* values) {
@@ -349,16 +346,14 @@ class Tape {
     FOFA_CHECK(!p.sparse_rows, "parameter ", p.name, " is row-sparse: use gather()");
     const index_t rows = p.shape.rank() >= 2 ? p.shape[0] : 1;
     const index_t cols = p.shape.numel() / std::max<index_t>(rows, 1);
-    nodes_.push_back(Node{rows, cols, p.value.data(), grads_->data(index), index});
-    return Var{static_cast<int>(nodes_.size()) - 1};
+    return push_ready(Node{rows, cols, p.value.data(), grads_->data(index), index});
   }
   Var param(const std::string& name) { return param(params_->find(name)); }
   // A node over caller-owned value and gradient storage of rows * cols elements (e.g. part of a
   // node of another tape): ops read the value there and ADD their gradient there.
   Var alias(index_t rows, index_t cols, T* value, T* grad) {
     FOFA_CHECK(rows >= 0 && cols >= 0 && value && grad, "alias needs storage for [", rows, ", ", cols, "]");
-    nodes_.push_back(Node{rows, cols, value, grad});
-    return Var{static_cast<int>(nodes_.size()) - 1};
+    return push_ready(Node{rows, cols, value, grad});
   }
   // A node sharing v's storage with a new [rows, cols] shape (row-major reshape).
   Var reshape(Var v, index_t rows, index_t cols) {
@@ -368,6 +363,7 @@ class Tape {
     n.rows = rows;
     n.cols = cols;
     nodes_.push_back(n);
+    state_.push_back(State::ready);  // unused: the state is the root's
     return Var{static_cast<int>(nodes_.size()) - 1};
   }
 
@@ -376,7 +372,50 @@ class Tape {
     return nodes_[static_cast<std::size_t>(v.id)];
   }
   T* value(Var v) { return node(v).value; }
-  T* grad(Var v) { return node(v).grad; }
+  // ---- Gradients ----
+  // A node's gradient storage starts unwritten: not zeroed until something needs it, since most
+  // nodes' gradients are overwritten by the first op that back-propagates into them. grad(v) hands
+  // out the storage for reading and adding, zeroed first (inside an open block: at close_block). An
+  // op's backward closure may instead ask at backward time: grad_to_write(v) gives the storage and
+  // whether it is still unwritten, in which case the op must write every element exactly once, as
+  // "0 + its contribution" would come out (+0 for an exact zero: x + 0.0f, which FMA contraction
+  // keeps; a GEMM's chain starting from +0 already does), and grad_to_read(v) gives the storage
+  // zeroed if nothing was written there. Ops that use these never call grad() on those nodes.
+  T* grad(Var v) {
+    Node& n = node(v);
+    State& s = state_[static_cast<std::size_t>(n.root)];
+    if (s == State::unwritten) {
+      if (block_open_ && n.root >= block_first_node_) {
+        s = State::zero_at_close;  // nothing reads or writes gradients before backward()
+      } else {
+        zero_root(n.root);
+        s = State::ready;
+      }
+    }
+    return n.grad;
+  }
+  struct GradWrite {
+    T* grad;
+    bool overwrite;  // unwritten: write every element once, as 0 + contribution
+  };
+  GradWrite grad_to_write(Var v) {
+    Node& n = node(v);
+    State& s = state_[static_cast<std::size_t>(n.root)];
+    if (s == State::unwritten || s == State::dead) {
+      if (s == State::unwritten) s = State::ready;
+      return {n.grad, true};
+    }
+    return {n.grad, false};
+  }
+  T* grad_to_read(Var v) {
+    Node& n = node(v);
+    State& s = state_[static_cast<std::size_t>(n.root)];
+    if (s == State::unwritten) {
+      zero_root(n.root);
+      s = State::ready;
+    }
+    return n.grad;
+  }
   index_t rows(Var v) { return node(v).rows; }
   index_t cols(Var v) { return node(v).cols; }
   T scalar(Var v) {
@@ -396,28 +435,35 @@ class Tape {
     for (std::size_t i = begin; i < end; ++i) backward_[i] = nullptr;
   }
   // A block of ops whose backward the caller may drop once it has recorded them (a block the
-  // controller's mask removes: TrainableModel::backbone). Inside an open block the gradients of new
-  // nodes are not zeroed; close_block(b, false) zeroes them, close_block(b, true) drops the block's
-  // closures (skip_backward) and leaves them as they are: a node's gradient is read only by the
-  // closure of the op that made it, which is dropped, so what later closures add there is never
-  // read. Saves zeroing the gradients of every node of a dropped block (~40% of the blocks in a
-  // training step). Blocks do not nest.
+  // controller's mask removes: TrainableModel::backbone). Gradients that grad() hands out inside
+  // an open block are zeroed at close_block(b, false); close_block(b, true) drops the block's
+  // closures (skip_backward) and never zeroes its nodes' gradients: a node's gradient is read only
+  // by the closures of the ops that made it, which are dropped, so what later closures add there
+  // is never read. Blocks do not nest.
   struct Block {
-    std::size_t closures = 0, pending = 0;
+    std::size_t closures = 0;
+    int first_node = 0;
   };
   Block open_block() {
     FOFA_CHECK(!block_open_, "open_block: a block is already open");
     block_open_ = true;
-    return {backward_.size(), pending_zero_.size()};
+    block_first_node_ = static_cast<int>(nodes_.size());
+    return {backward_.size(), block_first_node_};
   }
   void close_block(Block b, bool drop) {
-    FOFA_CHECK(block_open_ && b.pending <= pending_zero_.size(), "close_block without open_block");
-    if (drop)
-      skip_backward(b.closures, backward_.size());
-    else
-      for (std::size_t i = b.pending; i < pending_zero_.size(); ++i)
-        std::fill_n(pending_zero_[i].first, pending_zero_[i].second, T(0));
-    pending_zero_.resize(b.pending);
+    FOFA_CHECK(block_open_ && b.first_node == block_first_node_ && b.first_node <= static_cast<int>(nodes_.size()),
+               "close_block without open_block");
+    if (drop) skip_backward(b.closures, backward_.size());
+    for (std::size_t i = static_cast<std::size_t>(b.first_node); i < nodes_.size(); ++i) {
+      if (nodes_[i].root != static_cast<int>(i)) continue;
+      State& s = state_[i];
+      if (drop && (s == State::unwritten || s == State::zero_at_close)) {
+        s = State::dead;
+      } else if (s == State::zero_at_close) {
+        zero_root(static_cast<int>(i));
+        s = State::ready;
+      }
+    }
     block_open_ = false;
   }
   // Seeds d(out)/d(out) = seed and runs every recorded backward closure in reverse order.
@@ -434,7 +480,7 @@ class Tape {
     nodes_.clear();
     backward_.clear();
     arena_.reset();
-    pending_zero_.clear();
+    state_.clear();
     block_open_ = false;
   }
 
@@ -498,14 +544,29 @@ class Tape {
   std::vector<Node> nodes_;
   std::vector<std::function<void()>> backward_;
   Arena<T> arena_;
-  // Gradients of the open block's nodes, zeroed at close_block unless the block is dropped.
-  std::vector<std::pair<T*, std::size_t>> pending_zero_;
+  // Per node (meaningful at roots): ready (zeroed or written: add to it), unwritten (stale arena
+  // memory), zero_at_close (handed out by grad() inside the open block), dead (in a dropped block:
+  // never read, so never zeroed).
+  enum class State : unsigned char { ready, unwritten, zero_at_close, dead };
+  std::vector<State> state_;
   bool block_open_ = false;
-  T* new_grad(index_t n) {
-    if (!block_open_) return arena_.alloc(n);
-    T* g = arena_.alloc(n, false);
-    pending_zero_.emplace_back(g, static_cast<std::size_t>(std::max<index_t>(n, 1)));
-    return g;
+  int block_first_node_ = 0;
+  Var push_ready(Node n) {
+    n.root = static_cast<int>(nodes_.size());
+    nodes_.push_back(n);
+    state_.push_back(State::ready);
+    return Var{n.root};
+  }
+  Var push_fresh(index_t rows, index_t cols, T* value) {
+    Node n{rows, cols, value, arena_.alloc(rows * cols, false)};
+    n.root = static_cast<int>(nodes_.size());
+    nodes_.push_back(n);
+    state_.push_back(State::unwritten);
+    return Var{n.root};
+  }
+  void zero_root(int root) {
+    const Node& n = nodes_[static_cast<std::size_t>(root)];
+    std::fill_n(n.grad, std::max<index_t>(n.rows * n.cols, 1), T(0));
   }
   std::vector<T> temp_[4];
   struct PackEntry {
