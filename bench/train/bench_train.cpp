@@ -231,8 +231,12 @@ int run() {
   std::printf("autograd float loops, one sample (%d rows; width %d, FFN %d), best of 7 rounds\n", int(R), int(D),
               int(F));
   std::printf("%-36s %-9s %12s  %s\n", "loop [shape]", "version", "per call", "vs baseline");
-  report<&d::gelu_backward_f32_loop>("gelu_backward [50 x 256]",
-                                     [&](auto fn) { fn(R * F, x.data(), y.data(), gy.data(), gx.data()); });
+  report<&d::gelu_backward_loop<false, false>>("gelu_backward [50 x 256]",
+                                              [&](auto fn) { fn(R * F, x.data(), y.data(), gy.data(), nullptr, gx.data()); });
+  // Training's case: under dropout, into a gradient nothing has written yet.
+  report<&d::gelu_backward_loop<true, true>>("gelu_backward, dropout [50 x 256]", [&](auto fn) {
+    fn(R * F, x.data(), y.data(), gy.data(), mask.data(), gx.data());
+  });
   report<&d::dropout_forward<float>>("dropout_forward [50 x 256]",
                                      [&](auto fn) { fn(R * F, 1u, 2u, thr, 1.25f, x.data(), y.data(), mask.data()); });
   report<&d::residual_dropout_forward<float>>("residual_dropout_forward [50 x 64]", [&](auto fn) {

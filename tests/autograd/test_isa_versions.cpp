@@ -115,9 +115,9 @@ TEST_CASE("gelu_backward: every ISA version matches the exact derivative in doub
       y[i] = static_cast<float>(xi * cdf);
       want[i] += (cdf + xi * std::exp(-0.5 * xi * xi) / std::sqrt(2.0 * std::numbers::pi)) * gy.d[i];
     }
-    for_each_version<&autograd::detail::gelu_backward_f32_loop>([&](auto fn, const std::string& isa) {
+    for_each_version<&autograd::detail::gelu_backward_loop<false, false>>([&](auto fn, const std::string& isa) {
       std::vector<float> gx = gx0.f;
-      fn(n, x.f.data(), y.data(), gy.f.data(), gx.data());
+      fn(n, x.f.data(), y.data(), gy.f.data(), nullptr, gx.data());
       check_close(gx, want, 2e-5, "gelu_backward " + isa);
     });
   }
@@ -125,9 +125,9 @@ TEST_CASE("gelu_backward: every ISA version matches the exact derivative in doub
 
 TEST_CASE("gelu_dropout_backward: every ISA version gives that version's mul + gelu_backward bits") {
   train::Rng rng(14);
-  const auto fused = BestIsa<&autograd::detail::gelu_dropout_backward_f32_loop<false>>::versions();
-  const auto fresh = BestIsa<&autograd::detail::gelu_dropout_backward_f32_loop<true>>::versions();
-  const auto plain = BestIsa<&autograd::detail::gelu_backward_f32_loop>::versions();
+  const auto fused = BestIsa<&autograd::detail::gelu_backward_loop<true, false>>::versions();
+  const auto fresh = BestIsa<&autograd::detail::gelu_backward_loop<true, true>>::versions();
+  const auto plain = BestIsa<&autograd::detail::gelu_backward_loop<false, false>>::versions();
   REQUIRE(fused.size() == plain.size());
   REQUIRE(fresh.size() == plain.size());
   for (index_t n : kSizes) {
@@ -143,7 +143,7 @@ TEST_CASE("gelu_dropout_backward: every ISA version gives that version's mul + g
       REQUIRE(std::string(fused[v].isa) == plain[v].isa);
       REQUIRE(std::string(fresh[v].isa) == plain[v].isa);
       std::vector<float> want = gx0.f, got = gx0.f;
-      plain[v].fn(n, x.f.data(), y.f.data(), gu.data(), want.data());
+      plain[v].fn(n, x.f.data(), y.f.data(), gu.data(), nullptr, want.data());
       fused[v].fn(n, x.f.data(), y.f.data(), gy.f.data(), mask.f.data(), got.data());
       CHECK(std::memcmp(got.data(), want.data(), got.size() * sizeof(float)) == 0);
       // Overwriting stale values (NaN) gives the bits of adding into zeros, signs of zero included.

@@ -352,9 +352,13 @@ inline float exp_nonpositive(float z) {
   std::memcpy(&scale, &bits, sizeof scale);
   return p * scale;
 }
-// gx += gelu'(x) gy from x and y = gelu(x): Phi(x) = y / x (its series near 0), phi from exp.
-inline void gelu_backward_f32_loop(index_t n, const float* __restrict x, const float* __restrict y,
-                                   const float* __restrict gy, float* __restrict gx) {
+// gx += gelu'(x) g from x and y = gelu(x): Phi(x) = y / x (its series near 0), phi from exp. g = gy,
+// or under dropout (Masked: unary_dropout) the rounded product gy * mask, which the separate mul
+// pass gave. Overwrite: gx holds no gradient yet (Tape::grad_to_write), so gx = contribution + 0,
+// as 0 + contribution.
+template <bool Masked, bool Overwrite>
+inline void gelu_backward_loop(index_t n, const float* __restrict x, const float* __restrict y,
+                               const float* __restrict gy, const float* __restrict mask, float* __restrict gx) {
   constexpr float inv_sqrt2pi = 0.39894228040143267794f;
   for (index_t i = 0; i < n; ++i) {
     const float xi = x[i];
@@ -363,39 +367,22 @@ inline void gelu_backward_f32_loop(index_t n, const float* __restrict x, const f
     const float q = y[i] / select_bits(near0, 1.0f, xi);
     const float cdf = select_bits(near0, 0.5f + inv_sqrt2pi * xi, q);
     const float pdf = inv_sqrt2pi * exp_nonpositive(-0.5f * xi * xi);
-    gx[i] += (cdf + xi * pdf) * gy[i];
-  }
-}
-inline void gelu_backward_f32(index_t n, const float* x, const float* y, const float* gy, float* gx) {
-  BestIsa<&gelu_backward_f32_loop>::run(n, x, y, gy, gx);
-}
-// gelu_backward_f32 of the gradient gy[i] * mask[i] (GELU under dropout, unary_dropout): the same
-// rounded product and the same arithmetic as the mul + gelu_backward pair, in one pass. Overwrite:
-// gx holds no gradient yet (Tape::grad_to_write), so gx = contribution + 0, as 0 + contribution.
-template <bool Overwrite>
-inline void gelu_dropout_backward_f32_loop(index_t n, const float* __restrict x, const float* __restrict y,
-                                           const float* __restrict gy, const float* __restrict mask,
-                                           float* __restrict gx) {
-  constexpr float inv_sqrt2pi = 0.39894228040143267794f;
-  for (index_t i = 0; i < n; ++i) {
-    const float xi = x[i];
-    const bool near0 = std::abs(xi) < 1e-3f;
-    const float q = y[i] / select_bits(near0, 1.0f, xi);
-    const float cdf = select_bits(near0, 0.5f + inv_sqrt2pi * xi, q);
-    const float pdf = inv_sqrt2pi * exp_nonpositive(-0.5f * xi * xi);
-    const float g = gy[i] * mask[i];
+    const float g = Masked ? gy[i] * mask[i] : gy[i];
     if constexpr (Overwrite)
       gx[i] = (cdf + xi * pdf) * g + 0.0f;
     else
       gx[i] += (cdf + xi * pdf) * g;
   }
 }
+inline void gelu_backward_f32(index_t n, const float* x, const float* y, const float* gy, float* gx) {
+  BestIsa<&gelu_backward_loop<false, false>>::run(n, x, y, gy, nullptr, gx);
+}
 inline void gelu_dropout_backward_f32(index_t n, const float* x, const float* y, const float* gy, const float* mask,
                                       float* gx, bool overwrite) {
   if (overwrite)
-    BestIsa<&gelu_dropout_backward_f32_loop<true>>::run(n, x, y, gy, mask, gx);
+    BestIsa<&gelu_backward_loop<true, true>>::run(n, x, y, gy, mask, gx);
   else
-    BestIsa<&gelu_dropout_backward_f32_loop<false>>::run(n, x, y, gy, mask, gx);
+    BestIsa<&gelu_backward_loop<true, false>>::run(n, x, y, gy, mask, gx);
 }
 }  // namespace detail
 
