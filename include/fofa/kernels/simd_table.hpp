@@ -211,6 +211,15 @@ inline void gemm_tile(index_t K, const float* x, index_t rsx, index_t csx, const
   using V = Vec<Arch>;
   constexpr int W = Traits<Arch>::W;
   const index_t rs = L == XLayout::cols ? 1 : rsx, cs = L == XLayout::rows ? 1 : csx;
+  // A transposed-x tile that accumulates is a weight gradient dW += dy^T x, whose y (a GradSet
+  // entry, out of cache after a sample's backward) is fetched while the K loop runs rather than
+  // stalling the stores after it. Only a hint: the bits do not change.
+  if constexpr (L == XLayout::cols)
+    if (accumulate)
+#pragma GCC unroll 8
+      for (int i = 0; i < MR; ++i)
+#pragma GCC unroll 8
+        for (int j = 0; j < NV; ++j) __builtin_prefetch(y + i * ldy + j * W, 1, 3);
   V c[MR][NV];
 #pragma GCC unroll 8
   for (int j = 0; j < NV; ++j) {
