@@ -759,6 +759,15 @@ void add_column_sums(index_t M, index_t N, const T* y, T* bg) {
     add_column_sums_loop(M, N, y, bg);
 }
 
+// gather's prefetch distance (rows) and the prefetch of one row of n elements, every 64-byte line.
+inline constexpr index_t kGatherAhead = 4;
+template <class T>
+inline void prefetch_row(const T* p, index_t n) {
+  const auto* b = reinterpret_cast<const char*>(p);
+  const auto bytes = static_cast<std::size_t>(n) * sizeof(T);
+  for (std::size_t off = 0; off < bytes; off += 64) __builtin_prefetch(b + off, 0, 3);
+}
+
 // Products with at least this many rows use the packed SIMD GEMM (float); fewer rows (the
 // mapper's and controller's one-row products) stay in dot / axpy form.
 inline constexpr index_t kPackedGemmMinRows = 5;
@@ -1149,7 +1158,14 @@ Var gather(Tape<T>& t, int param_index, std::span<const std::int32_t> ids, T sca
   for (index_t r = 0; r < R; ++r) {
     const index_t id = ids[static_cast<std::size_t>(r)];
     FOFA_CHECK(id >= 0 && id < V, "gather from ", p.name, ": id ", id, " outside [0, ", V, ")");
-    for (index_t c = 0; c < C; ++c) yv[r * C + c] = scale_by * p.value[static_cast<std::size_t>(id * C + c)];
+  }
+  // Rows of a large table (the item embeddings) are random reads that usually miss the caches: the
+  // row kGatherAhead places ahead is requested while this one is copied (hints only).
+  const T* table = p.value.data();
+  for (index_t r = 0; r < R; ++r) {
+    if (r + detail::kGatherAhead < R) detail::prefetch_row(table + ids[static_cast<std::size_t>(r + detail::kGatherAhead)] * C, C);
+    const T* src = table + ids[static_cast<std::size_t>(r)] * C;
+    for (index_t c = 0; c < C; ++c) yv[r * C + c] = scale_by * src[c];
   }
   std::vector<std::int32_t> rows(ids.begin(), ids.end());
   T* yg = t.grad(y);
