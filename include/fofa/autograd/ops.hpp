@@ -1055,9 +1055,10 @@ Var causal_attention(Tape<T>& t, Var q, Var k, Var v, index_t heads) {
       const float* yg = tp->grad_to_read(y);
       // Fresh gradients are written, not added (GEMM chains from +0), by each head's columns once.
       // Asked in the order of the first writes (dV, dQ, dK) in case q, k, v share a node.
-      const auto [vg, fv] = tp->grad_to_write(v);
-      const auto [qg, fq] = tp->grad_to_write(q);
-      const auto [kg, fk] = tp->grad_to_write(k);
+      // (Plain variables: Clang 14 cannot capture structured bindings in the lambdas below.)
+      const auto wv = tp->grad_to_write(v), wq = tp->grad_to_write(q), wk = tp->grad_to_write(k);
+      float *vg = wv.grad, *qg = wq.grad, *kg = wk.grad;
+      const bool fv = wv.overwrite, fq = wq.overwrite, fk = wk.overwrite;
       kernels::PackedMatrix& pb = tp->packed_scratch();
       float* dS = tp->temp(R * R, 1);
       for (index_t h = 0; h < heads; ++h) {
